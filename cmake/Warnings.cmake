@@ -1,0 +1,16 @@
+# Every edgecoder target links edgecoder_options; nothing is set globally, so third-party code
+# and the fuzz build (clang) are unaffected.
+add_library(edgecoder_options INTERFACE)
+target_compile_options(edgecoder_options INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Woverloaded-virtual -Wold-style-cast
+  -Wcast-align -Wformat=2 -Wimplicit-fallthrough -Wsuggest-override
+  $<$<CXX_COMPILER_ID:GNU>:-Wduplicated-cond -Wlogical-op>
+  $<$<BOOL:${EDGECODER_WERROR}>:-Werror>)
+target_compile_definitions(edgecoder_options INTERFACE
+  BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_NO_DEPRECATED
+  EDGECODER_VERSION="${PROJECT_VERSION}")
+if(EDGECODER_SANITIZE)
+  target_compile_options(edgecoder_options INTERFACE
+    -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  target_link_options(edgecoder_options INTERFACE -fsanitize=address,undefined)
+endif()

@@ -1,0 +1,153 @@
+// edgecoder: one executable for every runtime mode and verb. Parses the command line and the
+// configuration, then either runs a verb (which never starts a server) or runs the node.
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "app/node.h"
+#include "app/release_verify.h"
+#include "app/secrets.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "store/cli.h"
+
+extern char** environ;
+
+namespace {
+
+using edgecoder::core::Config;
+
+std::vector<std::pair<std::string, std::string>> process_environment() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string entry(*e);
+    auto eq = entry.find('=');
+    if (eq != std::string::npos) {
+      out.emplace_back(entry.substr(0, eq), entry.substr(eq + 1));
+    }
+  }
+  return out;
+}
+
+int config_show(const Config& config) {
+  std::printf("# effective configuration (secrets redacted)\n");
+  if (auto file = config.settings.env_file_used()) {
+    std::printf("# env file: %s\n", file->c_str());
+  }
+  for (const auto& [name, value] : config.settings.redacted()) {
+    std::printf("%s=%s  # %.*s\n", name.c_str(), value.c_str(),
+                static_cast<int>(edgecoder::core::source_name(config.settings.source(name)).size()),
+                edgecoder::core::source_name(config.settings.source(name)).data());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{
+      "EdgeCoder: self-hosted AI coding mesh. Runs the mode in EDGE_RUNTIME_MODE "
+      "(default all-in-one) unless a verb is given."};
+  cli.set_version_flag("--version", std::string("edgecoder ") + EDGECODER_VERSION);
+  std::string mode, log_level, env_file, data_dir;
+  std::vector<std::string> sets;
+  cli.add_option("--mode", mode, "runtime mode (overrides EDGE_RUNTIME_MODE)");
+  cli.add_option("--log-level", log_level, "trace|debug|info|warn|error|off");
+  cli.add_option("--env-file", env_file, "env file (default /etc/edgecoder/edgecoder.env)");
+  cli.add_option("--data-dir", data_dir, "data directory (overrides EDGECODER_DATA_DIR)");
+  cli.add_option("--set", sets, "KEY=VALUE setting (repeatable; highest precedence)");
+
+  auto* config_cmd = cli.add_subcommand("config", "inspect the configuration");
+  auto* config_show_cmd = config_cmd->add_subcommand("show", "print the effective configuration");
+  config_cmd->require_subcommand(1);
+
+  auto* token_cmd = cli.add_subcommand("token", "node tokens");
+  auto* token_show_cmd = token_cmd->add_subcommand("show", "print a role's token");
+  std::string role;
+  token_show_cmd->add_option("role", role, "role: " + edgecoder::app::role_names())->required();
+  token_cmd->require_subcommand(1);
+
+  auto* db_cmd =
+      cli.add_subcommand("db", std::string("the store: ") + edgecoder::store::db_verb_usage());
+  db_cmd->prefix_command();  // everything after `db` goes to the store's verb parser
+
+  auto* release_cmd = cli.add_subcommand("release", "release artefacts");
+  auto* release_verify_cmd =
+      release_cmd->add_subcommand("verify", "verify a signed SHA256SUMS manifest");
+  edgecoder::app::ReleaseVerifyOptions verify;
+  std::string verify_key;
+  bool verify_require_all = false;
+  bool verify_no_files = false;
+  release_verify_cmd->add_option("manifest", verify.manifest, "SHA256SUMS")->required();
+  release_verify_cmd->add_option("signature", verify.signature, "SHA256SUMS.sig")->required();
+  release_verify_cmd->add_option("--key", verify_key, "public key file (default: release key)");
+  release_verify_cmd->add_flag("--require-all", verify_require_all, "every listed file must exist");
+  release_verify_cmd->add_flag("--no-files", verify_no_files, "check only the signature");
+  release_cmd->require_subcommand(1);
+
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e);
+  }
+
+  if (release_verify_cmd->parsed()) {
+    // Before the configuration: a broken env file must not block verifying a download.
+    if (!verify_key.empty()) {
+      verify.key_file = verify_key;
+    }
+    verify.require_all_files = verify_require_all;
+    verify.check_files = !verify_no_files;
+    return edgecoder::app::release_verify(verify);
+  }
+
+  edgecoder::core::LoadOptions load;
+  load.environment = process_environment();
+  if (!env_file.empty()) {
+    load.env_file = env_file;
+  }
+  if (!mode.empty()) {
+    load.command_line["EDGE_RUNTIME_MODE"] = mode;
+  }
+  if (!log_level.empty()) {
+    load.command_line["EDGECODER_LOG_LEVEL"] = log_level;
+  }
+  if (!data_dir.empty()) {
+    load.command_line["EDGECODER_DATA_DIR"] = data_dir;
+  }
+  for (const auto& kv : sets) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::fprintf(stderr, "edgecoder: --set expects KEY=VALUE, got '%s'\n", kv.c_str());
+      return 2;
+    }
+    load.command_line[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+
+  auto settings = edgecoder::core::Settings::load(load);
+  if (!settings) {
+    std::fprintf(stderr, "edgecoder: %s\n", settings.error().detail.c_str());
+    return 2;
+  }
+  auto config = edgecoder::core::parse_config(std::move(*settings));
+  if (!config) {
+    std::fprintf(stderr, "edgecoder: %s\n", config.error().detail.c_str());
+    return 2;
+  }
+  auto level = edgecoder::core::log::parse_level(config->log_level);
+  edgecoder::core::log::init(level ? *level : edgecoder::core::log::Level::info);
+
+  if (config_show_cmd->parsed()) {
+    return config_show(*config);
+  }
+  if (db_cmd->parsed()) {
+    return edgecoder::store::run_db_verb(db_cmd->remaining(), *config);
+  }
+  if (token_show_cmd->parsed()) {
+    return edgecoder::app::token_show(*config, role);
+  }
+  return edgecoder::app::run_node(std::move(*config));
+}

@@ -1,0 +1,231 @@
+#include "app/node.h"
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "app/secrets.h"
+#include "core/fs.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/sd_notify.h"
+#include "net/server.h"
+#include "net/standard_routes.h"
+
+namespace edgecoder::app {
+
+namespace asio = boost::asio;
+
+namespace {
+
+struct Listener {
+  core::Service service;
+  std::unique_ptr<net::HttpServer> server;
+};
+
+// Owns the shutdown sequence: drain the listeners, then stop the loop once they are idle or the
+// drain timeout passes. Lives on the io_context's first thread.
+class Shutdown {
+ public:
+  Shutdown(asio::io_context& io, std::vector<Listener>& listeners,
+           std::shared_ptr<std::atomic<bool>> draining, std::chrono::milliseconds drain_timeout)
+      : io_(io),
+        listeners_(listeners),
+        draining_(std::move(draining)),
+        drain_timeout_(drain_timeout),
+        timer_(io) {}
+
+  void begin(int signal_number) {
+    if (draining_->exchange(true)) {
+      core::log::warn("app", "forced_stop", {{"signal", signal_number}});
+      io_.stop();
+      return;
+    }
+    core::log::info("app", "stopping", {{"signal", signal_number}});
+    core::sd_notify("STOPPING=1");
+    for (auto& l : listeners_) {
+      l.server->shutdown();
+    }
+    deadline_ = std::chrono::steady_clock::now() + drain_timeout_;
+    poll();
+  }
+
+ private:
+  void poll() {
+    std::size_t open = 0;
+    for (auto& l : listeners_) {
+      open += l.server->active_connections();
+    }
+    if (open == 0 || std::chrono::steady_clock::now() >= deadline_) {
+      if (open > 0) {
+        core::log::warn("app", "drain_timeout", {{"open_connections", open}});
+      }
+      io_.stop();
+      return;
+    }
+    timer_.expires_after(std::chrono::milliseconds(20));
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) {
+        poll();
+      }
+    });
+  }
+
+  asio::io_context& io_;
+  std::vector<Listener>& listeners_;
+  std::shared_ptr<std::atomic<bool>> draining_;
+  const std::chrono::milliseconds drain_timeout_;
+  asio::steady_timer timer_;
+  std::chrono::steady_clock::time_point deadline_;
+};
+
+class Watchdog {
+ public:
+  Watchdog(asio::io_context& io, std::chrono::microseconds interval)
+      : timer_(io), interval_(interval) {}
+  void start() {
+    core::sd_notify("WATCHDOG=1");
+    timer_.expires_after(interval_);
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) {
+        start();
+      }
+    });
+  }
+  void stop() { timer_.cancel(); }
+
+ private:
+  asio::steady_timer timer_;
+  const std::chrono::microseconds interval_;
+};
+
+net::ServerOptions server_options(const core::Config& config, core::Service service) {
+  net::ServerOptions options;
+  options.name = std::string(core::service_name(service));
+  options.bind_address = config.bind_address;
+  options.port = config.ports.at(service);
+  options.limits = config.limits;
+  if (config.tls_cert_file && config.tls_key_file) {
+    options.tls = net::TlsFiles{*config.tls_cert_file, *config.tls_key_file};
+  }
+  return options;
+}
+
+}  // namespace
+
+int run_node(core::Config config) {
+  if (auto dir = core::fs::ensure_private_dir(config.data_dir); !dir) {
+    std::fprintf(stderr, "edgecoder: data directory: %s\n", dir.error().detail.c_str());
+    return 1;
+  }
+  auto missing = prepare_secrets(config);
+  if (!missing) {
+    std::fprintf(stderr, "edgecoder: %s\n", missing.error().detail.c_str());
+    return 2;
+  }
+  if (config.insecure_dev) {
+    for (const auto& name : *missing) {
+      core::log::warn("app", "INSECURE_DEV_MODE",
+                      {{"missing", name},
+                       {"detail",
+                        "EDGECODER_INSECURE_DEV=1: running without this token; every "
+                        "caller is trusted. Never expose this node."}});
+    }
+  }
+
+  core::metrics::Registry registry;
+  core::metrics::add_process_metrics(registry);
+  auto draining = std::make_shared<std::atomic<bool>>(false);
+  const int threads = config.threads > 0
+                          ? config.threads
+                          : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  asio::io_context io(threads);
+
+  std::vector<Listener> listeners;
+  for (core::Service service : core::services_for(config.mode)) {
+    net::Router router;
+    net::StandardRoutes standard;
+    standard.service = std::string(core::service_name(service));
+    standard.metrics = &registry;
+    standard.metrics_token = config.settings.get_or("METRICS_TOKEN", "");
+    standard.insecure_dev = config.insecure_dev;
+    standard.draining = draining;
+    net::add_standard_routes(router, std::move(standard));
+    listeners.push_back(
+        {service, std::make_unique<net::HttpServer>(io, server_options(config, service),
+                                                    std::move(router), &registry)});
+  }
+
+  // Bind everything first: a busy port stops the process before anything serves.
+  for (auto& l : listeners) {
+    auto bound = l.server->listen();
+    if (!bound) {
+      const auto port = config.ports.at(l.service);
+      std::fprintf(stderr, "edgecoder: cannot listen on %s:%u for %.*s (mode %.*s): %s\n",
+                   config.bind_address.c_str(), static_cast<unsigned>(port),
+                   static_cast<int>(core::service_name(l.service).size()),
+                   core::service_name(l.service).data(),
+                   static_cast<int>(core::mode_name(config.mode).size()),
+                   core::mode_name(config.mode).data(), bound.error().detail.c_str());
+      return 1;
+    }
+    core::log::info("app", "listening",
+                    {{"service", core::service_name(l.service)},
+                     {"address", config.bind_address},
+                     {"port", static_cast<unsigned>(*bound)},
+                     {"tls", config.tls_cert_file.has_value()}});
+  }
+  for (auto& l : listeners) {
+    l.server->start();
+  }
+  if (config.mode == core::Mode::agent) {
+    core::log::warn("app", "agent_not_implemented",
+                    {{"detail",
+                      "the worker loop arrives with the agent issue; this process only "
+                      "waits for a stop signal"}});
+  }
+
+  Shutdown shutdown(io, listeners, draining, config.drain_timeout);
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signal_number) {
+        if (ec) {
+          return;
+        }
+        shutdown.begin(signal_number);
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
+
+  std::unique_ptr<Watchdog> watchdog;
+  if (auto interval = core::sd_watchdog_interval()) {
+    watchdog = std::make_unique<Watchdog>(io, *interval);
+    watchdog->start();
+  }
+  core::log::info("app", "ready",
+                  {{"mode", core::mode_name(config.mode)},
+                   {"threads", threads},
+                   {"data_dir", config.data_dir.string()}});
+  core::sd_notify("READY=1\nSTATUS=serving");
+
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) {
+    pool.emplace_back([&io] { io.run(); });
+  }
+  io.run();
+  for (auto& t : pool) {
+    t.join();
+  }
+  core::log::info("app", "stopped");
+  return 0;
+}
+
+}  // namespace edgecoder::app

@@ -1,0 +1,667 @@
+#include "core/config.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <set>
+#include <string>
+
+#include "core/fs.h"
+#include "core/log.h"
+
+namespace edgecoder::core {
+namespace {
+
+// Documentation order: runtime and listeners, files and logging, HTTP limits, TLS, service wiring,
+// then every secret. Empty default = unset. Help is one line; it feeds `config show` and the
+// packaged env file.
+constexpr std::array kConfigSettings = {
+    SettingSpec{"EDGE_RUNTIME_MODE", "all-in-one",
+                "Runtime mode: all-in-one, coordinator, inference, control-plane, ide-provider, "
+                "portal, anchor-proxy or agent (alias worker)."},
+    SettingSpec{"EDGECODER_BIND", "127.0.0.1",
+                "IP address every listener binds to; 0.0.0.0 or :: exposes the node to the "
+                "network."},
+    SettingSpec{"COORDINATOR_PORT", "4301", "TCP port of the coordinator (mesh scheduler)."},
+    SettingSpec{"INFERENCE_PORT", "4302", "TCP port of the inference service."},
+    SettingSpec{"CONTROL_PLANE_PORT", "4303", "TCP port of the operator control plane."},
+    SettingSpec{"IDE_PROVIDER_PORT", "4304", "TCP port of the OpenAI/Ollama-compatible IDE API."},
+    SettingSpec{"PORTAL_PORT", "4310", "TCP port of the user portal."},
+    SettingSpec{"ANCHOR_PROXY_PORT", "4311", "TCP port of the ingress/anchor proxy."},
+    SettingSpec{"EDGECODER_DATA_DIR", "",
+                "Data directory (mode 0700); empty = $XDG_DATA_HOME/edgecoder or "
+                "~/.local/share/edgecoder."},
+    SettingSpec{"EDGECODER_LOG_LEVEL", "info",
+                "Log level: trace, debug, info, warn, error or off."},
+    SettingSpec{"EDGECODER_INSECURE_DEV", "false",
+                "Development only: let a standalone service start without its secrets."},
+    SettingSpec{"EDGECODER_THREADS", "0", "Event-loop threads (0..64); 0 = min(cores, 4)."},
+    SettingSpec{"EDGECODER_MAX_BODY_BYTES", "8388608",
+                "Largest accepted HTTP request body, bytes."},
+    SettingSpec{"EDGECODER_HEADER_TIMEOUT_MS", "10000",
+                "Milliseconds a client has to send a whole request head."},
+    SettingSpec{"EDGECODER_BODY_TIMEOUT_MS", "60000",
+                "Milliseconds a client has to send a whole request body."},
+    SettingSpec{"EDGECODER_IDLE_TIMEOUT_MS", "60000",
+                "Milliseconds an idle keep-alive connection stays open."},
+    SettingSpec{"EDGECODER_MAX_CONNECTIONS", "1024", "Concurrent connections per listener."},
+    SettingSpec{"EDGECODER_DRAIN_TIMEOUT_MS", "10000",
+                "Milliseconds to finish in-flight work after SIGTERM before closing."},
+    SettingSpec{"TLS_CERT_FILE", "",
+                "PEM certificate chain; set with TLS_KEY_FILE to serve HTTPS."},
+    SettingSpec{"TLS_KEY_FILE", "", "PEM private key for TLS_CERT_FILE."},
+    SettingSpec{"DISABLE_SELF_AGENT", "false",
+                "all-in-one: do not run the embedded agent (1/true to disable)."},
+    SettingSpec{"COORDINATOR_URL", "",
+                "Base URL of the coordinator for agents and standalone services."},
+    SettingSpec{"INFERENCE_URL", "", "Base URL of the inference service."},
+    SettingSpec{"CONTROL_PLANE_URL", "", "Base URL of the control plane."},
+    SettingSpec{"DATABASE_URL", "",
+                "PostgreSQL connection URL for the shared store; empty = SQLite in the data "
+                "directory.",
+                true},
+    SettingSpec{"EDGECODER_RETENTION_DAYS", "30",
+                "Days completed tasks, events and results are kept (ledgers are kept); 0 = "
+                "forever."},
+    SettingSpec{"EDGECODER_PG_POOL_SIZE", "8", "PostgreSQL connections per process."},
+    SettingSpec{"EDGECODER_PG_STATEMENT_TIMEOUT_MS", "30000",
+                "PostgreSQL statement_timeout for store queries, in milliseconds."},
+    SettingSpec{"MESH_AUTH_TOKEN", "",
+                "Mesh credential for agents and task clients (x-mesh-token).", true},
+    SettingSpec{"ADMIN_API_TOKEN", "", "Operator credential (x-admin-token or Bearer).", true},
+    SettingSpec{"INFERENCE_AUTH_TOKEN", "", "Credential for inference routes (x-inference-token).",
+                true},
+    SettingSpec{"PORTAL_SERVICE_TOKEN", "",
+                "Credential for internal portal routes (x-portal-service-token).", true},
+    SettingSpec{"FEDERATION_TOKEN", "",
+                "Credential coordinators present to each other (x-federation-token).", true},
+    SettingSpec{"IDE_PROVIDER_API_KEY", "",
+                "Bearer key for the IDE provider when it listens beyond loopback.", true},
+    SettingSpec{"METRICS_TOKEN", "", "Optional Bearer token protecting /metrics.", true},
+};
+
+constexpr std::string_view kConfigRedacted = "<redacted>";
+constexpr std::string_view kConfigUnset = "<unset>";
+
+bool config_is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+}
+
+std::string_view config_trim(std::string_view s) {
+  while (!s.empty() && (config_is_space(s.front()) || s.front() == '\n')) s.remove_prefix(1);
+  while (!s.empty() && (config_is_space(s.back()) || s.back() == '\n')) s.remove_suffix(1);
+  return s;
+}
+
+bool config_valid_key(std::string_view key) {
+  if (key.empty()) return false;
+  for (std::size_t i = 0; i < key.size(); ++i) {
+    const char c = key[i];
+    const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    if (!alpha && !(i > 0 && c >= '0' && c <= '9')) return false;
+  }
+  return true;
+}
+
+std::string config_lower(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  return out;
+}
+
+// Error text never quotes a value from the file: it may be a secret.
+Error config_line_error(std::size_t line, std::string_view what) {
+  return make_error(Errc::invalid_argument,
+                    "env file line " + std::to_string(line) + ": " + std::string(what));
+}
+
+// After a closing quote only blanks or a comment may follow.
+bool config_rest_is_comment(std::string_view rest) {
+  rest = config_trim(rest);
+  return rest.empty() || rest.front() == '#';
+}
+
+// Strips the newline that `echo token > file` and most editors leave; nothing else, so a
+// secret's own whitespace survives.
+std::string config_trim_one_newline(std::string s) {
+  if (!s.empty() && s.back() == '\n') {
+    s.pop_back();
+    if (!s.empty() && s.back() == '\r') s.pop_back();
+  }
+  return s;
+}
+
+// Unknown names that look like credentials are hidden in `config show` as well.
+bool config_looks_secret(std::string_view name, std::string_view value) {
+  static constexpr std::array<std::string_view, 8> kMarkers = {
+      "TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "AUTH", "DSN"};
+  const std::string upper = [&] {
+    std::string u(name);
+    for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return u;
+  }();
+  // NAME_FILE of a known secret holds a path, not the secret.
+  if (upper.ends_with("_FILE")) {
+    const SettingSpec* base = find_setting(std::string_view(upper).substr(0, upper.size() - 5));
+    if (base != nullptr && base->secret) return false;
+  }
+  // A URL may carry user:password@.
+  if (value.find('@') != std::string_view::npos && value.find("://") != std::string_view::npos) {
+    return true;
+  }
+  return std::any_of(kMarkers.begin(), kMarkers.end(),
+                     [&upper](std::string_view m) { return upper.find(m) != std::string::npos; });
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> config_read_env_file(
+    const std::filesystem::path& path) {
+  auto text = fs::read_file(path);
+  if (!text) {
+    return make_error(Errc::invalid_argument,
+                      "cannot read env file '" + path.string() + "': " + text.error().detail);
+  }
+  auto parsed = parse_env_file(*text);
+  if (!parsed) {
+    return make_error(Errc::invalid_argument, path.string() + ": " + parsed.error().detail);
+  }
+  return parsed;
+}
+
+Result<int> config_port(const Settings& settings, std::string_view name) {
+  auto v = settings.get_int(name, 0, 65535);
+  if (!v) return v.error();
+  return static_cast<int>(*v);
+}
+
+Result<std::chrono::milliseconds> config_ms(const Settings& settings, std::string_view name,
+                                            std::int64_t min) {
+  auto v = settings.get_int(name, min, 3'600'000);  // at most one hour
+  if (!v) return v.error();
+  return std::chrono::milliseconds(*v);
+}
+
+Result<void> config_check_readable(std::string_view name, const std::filesystem::path& path) {
+  if (::access(path.c_str(), R_OK) != 0) {
+    return make_error(Errc::invalid_argument, std::string(name) + ": cannot read '" +
+                                                  path.string() + "': " + std::strerror(errno));
+  }
+  return {};
+}
+
+}  // namespace
+
+std::span<const SettingSpec> known_settings() { return kConfigSettings; }
+
+const SettingSpec* find_setting(std::string_view name) {
+  for (const SettingSpec& spec : kConfigSettings) {
+    if (spec.name == name) return &spec;
+  }
+  return nullptr;
+}
+
+std::string_view source_name(Source source) {
+  switch (source) {
+    case Source::default_value:
+      return "default";
+    case Source::env_file:
+      return "env-file";
+    case Source::environment:
+      return "environment";
+    case Source::command_line:
+      return "command-line";
+    case Source::secret_file:
+      return "secret-file";
+    case Source::credential:
+      return "credential";
+    case Source::generated:
+      return "generated";
+  }
+  return "default";
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> parse_env_file(std::string_view text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::size_t line_no = 0;
+  while (!text.empty()) {
+    ++line_no;
+    const auto nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+
+    line = config_trim(line);
+    if (line.empty() || line.front() == '#') continue;
+    if (line.starts_with("export") && line.size() > 6 && config_is_space(line[6])) {
+      line = config_trim(line.substr(6));
+    }
+    const auto eq = line.find('=');
+    if (eq == std::string_view::npos) return config_line_error(line_no, "expected KEY=VALUE");
+    const std::string_view key = config_trim(line.substr(0, eq));
+    if (!config_valid_key(key)) {
+      return config_line_error(line_no, "invalid name (letters, digits and _ only)");
+    }
+    const std::string_view raw = line.substr(eq + 1);
+    const std::string_view value = config_trim(raw);
+    std::string parsed;
+
+    if (!value.empty() && value.front() == '\'') {
+      const auto close = value.find('\'', 1);
+      if (close == std::string_view::npos) {
+        return config_line_error(line_no, "unterminated single quote in " + std::string(key));
+      }
+      if (!config_rest_is_comment(value.substr(close + 1))) {
+        return config_line_error(line_no,
+                                 "unexpected text after the closing quote of " + std::string(key));
+      }
+      parsed = value.substr(1, close - 1);
+    } else if (!value.empty() && value.front() == '"') {
+      std::size_t i = 1;
+      bool closed = false;
+      for (; i < value.size(); ++i) {
+        const char c = value[i];
+        if (c == '"') {
+          closed = true;
+          break;
+        }
+        if (c == '\\' && i + 1 < value.size()) {
+          const char next = value[++i];
+          switch (next) {
+            case 'n':
+              parsed.push_back('\n');
+              break;
+            case 't':
+              parsed.push_back('\t');
+              break;
+            case 'r':
+              parsed.push_back('\r');
+              break;
+            case '"':
+            case '\\':
+            case '$':
+            case '`':
+              parsed.push_back(next);
+              break;
+            default:  // as in sh: an unknown escape keeps its backslash
+              parsed.push_back('\\');
+              parsed.push_back(next);
+          }
+          continue;
+        }
+        parsed.push_back(c);
+      }
+      if (!closed) {
+        return config_line_error(line_no, "unterminated double quote in " + std::string(key));
+      }
+      if (!config_rest_is_comment(value.substr(i + 1))) {
+        return config_line_error(line_no,
+                                 "unexpected text after the closing quote of " + std::string(key));
+      }
+    } else {
+      // An unquoted value ends at a '#' that follows a blank ("A=b #note"); "A=b#c" keeps it.
+      std::string_view v = raw;
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        if (v[i] == '#' && i > 0 && config_is_space(v[i - 1])) {
+          v = v.substr(0, i);
+          break;
+        }
+      }
+      parsed = config_trim(v);
+    }
+    out.emplace_back(std::string(key), std::move(parsed));
+  }
+  return out;
+}
+
+Result<Settings> Settings::load(const LoadOptions& options) {
+  Settings s;
+  for (const SettingSpec& spec : kConfigSettings) {
+    s.values_[std::string(spec.name)] =
+        Value{std::string(spec.default_value), Source::default_value};
+  }
+
+  std::optional<std::filesystem::path> file = options.env_file;
+  if (!file && !options.default_env_file.empty()) {
+    std::error_code ec;
+    // The packaged default is optional: absent or unreadable (another user's file) is not an
+    // error; a readable but malformed one is.
+    if (std::filesystem::is_regular_file(options.default_env_file, ec) &&
+        ::access(options.default_env_file.c_str(), R_OK) == 0) {
+      file = options.default_env_file;
+    }
+  }
+  if (file) {
+    auto pairs = config_read_env_file(*file);
+    if (!pairs) return pairs.error();
+    for (auto& [k, v] : *pairs) s.values_[k] = Value{std::move(v), Source::env_file};
+    s.env_file_used_ = *file;
+  }
+  for (const auto& [k, v] : options.environment) s.values_[k] = Value{v, Source::environment};
+  for (const auto& [k, v] : options.command_line) s.values_[k] = Value{v, Source::command_line};
+
+  std::string credentials_dir;
+  for (const auto& [k, v] : options.environment) {
+    if (k == "CREDENTIALS_DIRECTORY") credentials_dir = v;
+  }
+
+  for (const SettingSpec& spec : kConfigSettings) {
+    if (!spec.secret || s.has(spec.name)) continue;
+    const std::string file_name = std::string(spec.name) + "_FILE";
+    if (auto path = s.get(file_name)) {
+      auto content = fs::read_file(*path);
+      if (!content) {
+        // The detail from read_file names the path and errno text only, never the content.
+        return make_error(Errc::invalid_argument,
+                          file_name + ": cannot read secret file: " + content.error().detail);
+      }
+      std::string secret = config_trim_one_newline(std::move(*content));
+      if (secret.empty()) {
+        return make_error(Errc::invalid_argument,
+                          file_name + ": secret file '" + *path + "' is empty");
+      }
+      s.values_[std::string(spec.name)] = Value{std::move(secret), Source::secret_file};
+      continue;
+    }
+    if (credentials_dir.empty()) continue;
+    const std::filesystem::path cred = std::filesystem::path(credentials_dir) / spec.name;
+    std::error_code ec;
+    if (!std::filesystem::exists(cred, ec)) continue;
+    auto content = fs::read_file(cred);
+    if (!content) {
+      return make_error(
+          Errc::invalid_argument,
+          std::string(spec.name) + ": cannot read credential: " + content.error().detail);
+    }
+    std::string secret = config_trim_one_newline(std::move(*content));
+    if (!secret.empty()) {
+      s.values_[std::string(spec.name)] = Value{std::move(secret), Source::credential};
+    }
+  }
+  return s;
+}
+
+// An empty value counts as unset ("NAME=" in an env file blanks a setting, as with systemd).
+std::optional<std::string> Settings::get(std::string_view name) const {
+  const auto it = values_.find(name);
+  if (it == values_.end() || it->second.value.empty()) return std::nullopt;
+  return it->second.value;
+}
+
+std::string Settings::get_or(std::string_view name, std::string_view fallback) const {
+  auto v = get(name);
+  return v ? *v : std::string(fallback);
+}
+
+Source Settings::source(std::string_view name) const {
+  const auto it = values_.find(name);
+  return it == values_.end() ? Source::default_value : it->second.source;
+}
+
+Result<std::int64_t> Settings::get_int(std::string_view name, std::int64_t min,
+                                       std::int64_t max) const {
+  const SettingSpec* spec = find_setting(name);
+  std::optional<std::string> raw = get(name);
+  // A blanked known setting falls back to its documented default.
+  if (!raw && spec != nullptr && !spec->default_value.empty())
+    raw = std::string(spec->default_value);
+  auto fail = [&] {
+    const bool secret = spec != nullptr && spec->secret;
+    return make_error(
+        Errc::invalid_argument,
+        std::string(name) + ": expected an integer between " + std::to_string(min) + " and " +
+            std::to_string(max) +
+            (secret ? std::string(", got an invalid value") : ", got '" + raw.value_or("") + "'"));
+  };
+  if (!raw) return fail();
+  const std::string_view text = config_trim(*raw);
+  std::int64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value < min ||
+      value > max) {
+    return fail();
+  }
+  return value;
+}
+
+Result<bool> Settings::get_bool(std::string_view name) const {
+  const SettingSpec* spec = find_setting(name);
+  std::optional<std::string> raw = get(name);
+  if (!raw && spec != nullptr && !spec->default_value.empty())
+    raw = std::string(spec->default_value);
+  if (!raw) return false;  // an unset flag is off
+  const std::string v = config_lower(config_trim(*raw));
+  if (v == "1" || v == "true" || v == "yes" || v == "on") return true;
+  if (v == "0" || v == "false" || v == "no" || v == "off") return false;
+  const bool secret = spec != nullptr && spec->secret;
+  return make_error(Errc::invalid_argument,
+                    std::string(name) + ": expected a boolean (1/0, true/false, yes/no, on/off)" +
+                        (secret ? std::string(", got an invalid value") : ", got '" + *raw + "'"));
+}
+
+void Settings::set_generated(std::string name, std::string value) {
+  values_[std::move(name)] = Value{std::move(value), Source::generated};
+}
+
+std::vector<std::pair<std::string, std::string>> Settings::redacted() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const SettingSpec& spec : kConfigSettings) {
+    const auto it = values_.find(spec.name);
+    const std::string value = it == values_.end() ? std::string() : it->second.value;
+    if (spec.secret) {
+      out.emplace_back(spec.name, value.empty() ? kConfigUnset : kConfigRedacted);
+    } else {
+      out.emplace_back(spec.name, value);
+    }
+  }
+  // Unknown names only when the operator put them in the env file or on the command line (or the
+  // node generated them): the rest of the process environment (PATH, HOME, ...) is not
+  // configuration and would bury the settings that are.
+  for (const auto& [name, v] : values_) {
+    if (find_setting(name) != nullptr) continue;
+    if (v.source == Source::environment || v.source == Source::default_value) continue;
+    if (config_looks_secret(name, v.value) || v.source == Source::generated) {
+      out.emplace_back(name, v.value.empty() ? kConfigUnset : kConfigRedacted);
+    } else {
+      out.emplace_back(name, v.value);
+    }
+  }
+  return out;
+}
+
+std::optional<Mode> parse_mode(std::string_view name) {
+  if (name == "all-in-one") return Mode::all_in_one;
+  if (name == "coordinator") return Mode::coordinator;
+  if (name == "inference") return Mode::inference;
+  if (name == "control-plane") return Mode::control_plane;
+  if (name == "ide-provider") return Mode::ide_provider;
+  if (name == "portal") return Mode::portal;
+  if (name == "anchor-proxy") return Mode::anchor_proxy;
+  if (name == "agent" || name == "worker") return Mode::agent;
+  return std::nullopt;
+}
+
+std::string_view mode_name(Mode mode) {
+  switch (mode) {
+    case Mode::all_in_one:
+      return "all-in-one";
+    case Mode::coordinator:
+      return "coordinator";
+    case Mode::inference:
+      return "inference";
+    case Mode::control_plane:
+      return "control-plane";
+    case Mode::ide_provider:
+      return "ide-provider";
+    case Mode::portal:
+      return "portal";
+    case Mode::anchor_proxy:
+      return "anchor-proxy";
+    case Mode::agent:
+      return "agent";
+  }
+  return "all-in-one";
+}
+
+std::string valid_mode_names() {
+  return "all-in-one, coordinator, inference, control-plane, ide-provider, portal, "
+         "anchor-proxy, agent (alias worker)";
+}
+
+std::string_view service_name(Service service) {
+  switch (service) {
+    case Service::coordinator:
+      return "coordinator";
+    case Service::inference:
+      return "inference";
+    case Service::control_plane:
+      return "control-plane";
+    case Service::ide_provider:
+      return "ide-provider";
+    case Service::portal:
+      return "portal";
+    case Service::anchor_proxy:
+      return "anchor-proxy";
+  }
+  return "coordinator";
+}
+
+std::vector<Service> services_for(Mode mode) {
+  switch (mode) {
+    case Mode::all_in_one:
+      return {Service::coordinator, Service::inference, Service::control_plane};
+    case Mode::coordinator:
+      return {Service::coordinator};
+    case Mode::inference:
+      return {Service::inference};
+    case Mode::control_plane:
+      return {Service::control_plane};
+    case Mode::ide_provider:
+      return {Service::ide_provider};
+    case Mode::portal:
+      return {Service::portal};
+    case Mode::anchor_proxy:
+      return {Service::anchor_proxy};
+    case Mode::agent:
+      return {};
+  }
+  return {};
+}
+
+Result<Config> parse_config(Settings settings) {
+  Config config;
+  const std::string mode_text = settings.get_or("EDGE_RUNTIME_MODE", "all-in-one");
+  const auto mode = parse_mode(mode_text);
+  if (!mode) {
+    return make_error(Errc::invalid_argument, "EDGE_RUNTIME_MODE: unknown mode '" + mode_text +
+                                                  "'; valid modes: " + valid_mode_names());
+  }
+  config.mode = *mode;
+
+  config.bind_address = settings.get_or("EDGECODER_BIND", "127.0.0.1");
+  {
+    unsigned char buf[sizeof(in6_addr)];
+    if (::inet_pton(AF_INET, config.bind_address.c_str(), buf) != 1 &&
+        ::inet_pton(AF_INET6, config.bind_address.c_str(), buf) != 1) {
+      return make_error(Errc::invalid_argument,
+                        "EDGECODER_BIND: expected an IP address such as 127.0.0.1, 0.0.0.0 or "
+                        "::, got '" +
+                            config.bind_address + "'");
+    }
+  }
+
+  // Every service's port, not only this mode's: an all-in-one node or an agent needs to know
+  // where its peers listen. Port 0 (an ephemeral port) is for tests.
+  static constexpr std::array<std::pair<Service, std::string_view>, 6> kPorts = {{
+      {Service::coordinator, "COORDINATOR_PORT"},
+      {Service::inference, "INFERENCE_PORT"},
+      {Service::control_plane, "CONTROL_PLANE_PORT"},
+      {Service::ide_provider, "IDE_PROVIDER_PORT"},
+      {Service::portal, "PORTAL_PORT"},
+      {Service::anchor_proxy, "ANCHOR_PROXY_PORT"},
+  }};
+  for (const auto& [service, name] : kPorts) {
+    auto port = config_port(settings, name);
+    if (!port) return port.error();
+    config.ports[service] = static_cast<std::uint16_t>(*port);
+  }
+
+  const auto data_dir = settings.get("EDGECODER_DATA_DIR");
+  config.data_dir = data_dir ? std::filesystem::path(*data_dir) : fs::default_data_dir();
+
+  const std::string level_text = settings.get_or("EDGECODER_LOG_LEVEL", "info");
+  auto level = log::parse_level(level_text);
+  if (!level) {
+    return make_error(Errc::invalid_argument, "EDGECODER_LOG_LEVEL: " + level.error().detail);
+  }
+  config.log_level = std::string(log::level_name(*level));
+
+  auto insecure = settings.get_bool("EDGECODER_INSECURE_DEV");
+  if (!insecure) return insecure.error();
+  config.insecure_dev = *insecure;
+
+  const auto cert = settings.get("TLS_CERT_FILE");
+  const auto key = settings.get("TLS_KEY_FILE");
+  if (cert && !key) {
+    return make_error(Errc::invalid_argument, "TLS_CERT_FILE is set but TLS_KEY_FILE is not");
+  }
+  if (key && !cert) {
+    return make_error(Errc::invalid_argument, "TLS_KEY_FILE is set but TLS_CERT_FILE is not");
+  }
+  if (cert && key) {
+    if (auto ok = config_check_readable("TLS_CERT_FILE", *cert); !ok) return ok.error();
+    if (auto ok = config_check_readable("TLS_KEY_FILE", *key); !ok) return ok.error();
+    config.tls_cert_file = *cert;
+    config.tls_key_file = *key;
+  }
+
+  auto body = settings.get_int("EDGECODER_MAX_BODY_BYTES", 1, std::int64_t{1} << 32);
+  if (!body) return body.error();
+  config.limits.max_body_bytes = static_cast<std::size_t>(*body);
+  auto header_timeout = config_ms(settings, "EDGECODER_HEADER_TIMEOUT_MS", 1);
+  if (!header_timeout) return header_timeout.error();
+  config.limits.header_timeout = *header_timeout;
+  auto body_timeout = config_ms(settings, "EDGECODER_BODY_TIMEOUT_MS", 1);
+  if (!body_timeout) return body_timeout.error();
+  config.limits.body_timeout = *body_timeout;
+  auto idle_timeout = config_ms(settings, "EDGECODER_IDLE_TIMEOUT_MS", 1);
+  if (!idle_timeout) return idle_timeout.error();
+  config.limits.idle_timeout = *idle_timeout;
+  auto connections = settings.get_int("EDGECODER_MAX_CONNECTIONS", 1, 1'000'000);
+  if (!connections) return connections.error();
+  config.limits.max_connections = static_cast<std::size_t>(*connections);
+  auto drain = config_ms(settings, "EDGECODER_DRAIN_TIMEOUT_MS", 0);
+  if (!drain) return drain.error();
+  config.drain_timeout = *drain;
+  auto threads = settings.get_int("EDGECODER_THREADS", 0, 64);
+  if (!threads) return threads.error();
+  config.threads = static_cast<int>(*threads);
+
+  config.settings = std::move(settings);
+  return config;
+}
+
+std::vector<std::string_view> required_secrets(Mode mode) {
+  switch (mode) {
+    case Mode::all_in_one:
+    case Mode::coordinator:
+      return {"MESH_AUTH_TOKEN", "ADMIN_API_TOKEN", "INFERENCE_AUTH_TOKEN"};
+    case Mode::inference:
+      return {"INFERENCE_AUTH_TOKEN"};
+    case Mode::control_plane:
+      return {"ADMIN_API_TOKEN"};
+    case Mode::agent:
+      return {"MESH_AUTH_TOKEN"};
+    case Mode::ide_provider:
+    case Mode::portal:
+    case Mode::anchor_proxy:
+      return {};
+  }
+  return {};
+}
+
+}  // namespace edgecoder::core

@@ -1,0 +1,421 @@
+// PostgreSQL backend: RAII over PGconn/PGresult, a small connection pool with prepared-statement
+// caches, statement_timeout, transaction retry on serialization failures and deadlocks, and
+// outage handling: once the server cannot be reached every call fails fast with
+// Errc::unavailable ("store_unavailable") while a background thread reconnects with backoff.
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "core/log.h"
+#include "store/sql.h"
+
+namespace edgecoder::store::sql {
+
+namespace {
+
+constexpr int kPgMaxTxRetries = 8;
+constexpr auto kPgBackoffMin = std::chrono::milliseconds(100);
+constexpr auto kPgBackoffMax = std::chrono::milliseconds(5'000);
+constexpr auto kPgHealthInterval = std::chrono::milliseconds(2'000);  // idle probe period
+
+struct PgResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using PgResultPtr = std::unique_ptr<PGresult, PgResultDeleter>;
+
+// True for SQLSTATEs worth retrying the whole transaction for.
+bool pg_retryable(std::string_view sqlstate) { return sqlstate == "40001" || sqlstate == "40P01"; }
+
+}  // namespace
+
+// One connection. Tx over it for the duration of one job.
+class PgConn final : public Tx {
+ public:
+  explicit PgConn(PGconn* conn) : conn_(conn) {}
+  ~PgConn() override { PQfinish(conn_); }
+  PgConn(const PgConn&) = delete;
+  PgConn& operator=(const PgConn&) = delete;
+
+  Dialect dialect() const override { return Dialect::postgres; }
+  bool bad() const { return PQstatus(conn_) != CONNECTION_OK; }
+  const std::string& last_sqlstate() const { return last_sqlstate_; }
+
+  core::Result<Rows> query(std::string_view sql, const std::vector<Value>& params) override {
+    std::string key(sql);
+    auto it = prepared_.find(key);
+    if (it == prepared_.end()) {
+      std::string name = "s" + std::to_string(prepared_.size() + 1);
+      PgResultPtr res(PQprepare(conn_, name.c_str(), key.c_str(), 0, nullptr));
+      if (auto err = check(res.get(), "prepare"); !err) return err.error();
+      it = prepared_.emplace(std::move(key), std::move(name)).first;
+    }
+    std::vector<std::string> ints;
+    ints.reserve(params.size());
+    std::vector<const char*> values(params.size(), nullptr);
+    for (std::size_t n = 0; n < params.size(); ++n) {
+      if (const auto* iv = std::get_if<std::int64_t>(&params[n])) {
+        ints.push_back(std::to_string(*iv));
+        values[n] = ints.back().c_str();
+      } else if (const auto* sv = std::get_if<std::string>(&params[n])) {
+        values[n] = sv->c_str();
+      }
+    }
+    PgResultPtr res(PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(params.size()),
+                                   values.data(), nullptr, nullptr, 0));
+    if (auto err = check(res.get(), "query"); !err) return err.error();
+    return to_rows(res.get());
+  }
+
+  std::int64_t changes() override { return changes_; }
+
+  core::Result<Rows> exec_text(std::string_view sql) {
+    std::string text(sql);
+    PgResultPtr res(PQexec(conn_, text.c_str()));
+    if (auto err = check(res.get(), "exec"); !err) return err.error();
+    return to_rows(res.get());
+  }
+
+  core::Result<void> check(PGresult* res, std::string_view what) {
+    last_sqlstate_.clear();
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+      const char* tuples = PQcmdTuples(res);
+      changes_ = 0;
+      if (tuples && *tuples) std::from_chars(tuples, tuples + std::strlen(tuples), changes_);
+      return {};
+    }
+    const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+    last_sqlstate_ = state ? state : "";
+    std::string msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn_);
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    std::string detail = std::string(what) + ": " + msg;
+    if (bad() || last_sqlstate_.starts_with("08") || last_sqlstate_ == "57P01" ||
+        last_sqlstate_ == "57P02" || last_sqlstate_ == "57P03") {
+      return core::Error(core::Errc::unavailable, "store_unavailable", std::move(detail));
+    }
+    if (last_sqlstate_ == "57014") return core::Error(core::Errc::timeout, std::move(detail));
+    if (last_sqlstate_.starts_with("23")) return core::Error(core::Errc::conflict, detail);
+    return core::Error(core::Errc::internal, std::move(detail));
+  }
+
+ private:
+  static Rows to_rows(PGresult* res) {
+    Rows rows;
+    int n = PQntuples(res);
+    int ncols = PQnfields(res);
+    rows.reserve(static_cast<std::size_t>(n));
+    for (int r = 0; r < n; ++r) {
+      Row row;
+      row.cols.reserve(static_cast<std::size_t>(ncols));
+      for (int c = 0; c < ncols; ++c) {
+        if (PQgetisnull(res, r, c)) {
+          row.cols.emplace_back(std::monostate{});
+        } else {
+          row.cols.emplace_back(
+              std::string(PQgetvalue(res, r, c), static_cast<std::size_t>(PQgetlength(res, r, c))));
+        }
+      }
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  }
+
+  PGconn* conn_;
+  std::unordered_map<std::string, std::string> prepared_;  // sql -> statement name
+  std::string last_sqlstate_;
+  std::int64_t changes_ = 0;
+};
+
+std::string pg_describe(const std::string& conninfo) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+  if (!opts) {
+    PQfreemem(err);
+    return "postgres:<unparsable DATABASE_URL>";
+  }
+  std::string out = "postgres:";
+  for (PQconninfoOption* o = opts; o->keyword; ++o) {
+    std::string_view k = o->keyword;
+    if (o->val && (k == "host" || k == "port" || k == "dbname" || k == "user")) {
+      out += std::string(k) + "=" + o->val + " ";
+    }
+  }
+  PQconninfoFree(opts);
+  if (out.back() == ' ') out.pop_back();
+  return out;
+}
+
+namespace {
+
+core::Result<std::unique_ptr<PgConn>> pg_open_conn(const PgOptions& options) {
+  std::string timeout = std::to_string(options.connect_timeout_s);
+  // Earlier entries are overridden by what the expanded DSN sets itself.
+  const char* keys[] = {"connect_timeout", "fallback_application_name", "dbname", nullptr};
+  const char* vals[] = {timeout.c_str(), "edgecoder", options.conninfo.c_str(), nullptr};
+  PGconn* raw = PQconnectdbParams(keys, vals, 1);
+  auto conn = std::make_unique<PgConn>(raw);
+  if (!raw || PQstatus(raw) != CONNECTION_OK) {
+    std::string msg = raw ? PQerrorMessage(raw) : "out of memory";
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    return core::Error(core::Errc::unavailable, "store_unavailable",
+                       "cannot connect to " + pg_describe(options.conninfo) + ": " + msg);
+  }
+  std::string setup = "SET statement_timeout = " + std::to_string(options.statement_timeout_ms) +
+                      "; SET client_min_messages = warning";
+  if (auto r = conn->exec_text(setup); !r) return r.error();
+  return conn;
+}
+
+class PgSessionImpl final : public PgSession {
+ public:
+  explicit PgSessionImpl(std::unique_ptr<PgConn> conn) : conn_(std::move(conn)) {}
+  core::Result<Rows> exec(std::string_view sql, const std::vector<Value>& params) override {
+    return conn_->query(sql, params);
+  }
+  core::Result<void> exec_script(std::string_view script) override {
+    auto r = conn_->exec_text(script);
+    if (!r) return r.error();
+    return {};
+  }
+  core::Result<void> transaction(const Job& job) override {
+    if (auto r = conn_->exec_text("BEGIN"); !r) return r.error();
+    auto r = job(*conn_);
+    if (!r) {
+      (void)conn_->exec_text("ROLLBACK");
+      return r.error();
+    }
+    if (auto c = conn_->exec_text("COMMIT"); !c) return c.error();
+    return {};
+  }
+
+ private:
+  std::unique_ptr<PgConn> conn_;
+};
+
+class PgDb final : public Db {
+ public:
+  explicit PgDb(PgOptions options)
+      : options_(std::move(options)),
+        pool_(static_cast<std::size_t>(std::max(1, options_.thread_pool_size))) {
+    reconnect_thread_ = std::thread([this] { reconnect_loop(); });
+  }
+
+  ~PgDb() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    reconnect_thread_.join();
+    pool_.join();
+  }
+
+  Dialect dialect() const override { return Dialect::postgres; }
+  std::string describe() const override { return pg_describe(options_.conninfo); }
+  bool ready() override { return !down_.load(); }
+  void submit(std::function<void()> task) override { boost::asio::post(pool_, std::move(task)); }
+
+  void add_idle(std::unique_ptr<PgConn> conn) {
+    std::lock_guard lock(mu_);
+    ++open_;
+    idle_.push_back(std::move(conn));
+  }
+
+  core::Result<void> read(const Job& job) override {
+    return run(job, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  }
+  core::Result<void> write(const Job& job) override { return run(job, "BEGIN"); }
+
+ private:
+  core::Result<void> run(const Job& job, const char* begin) {
+    for (int attempt = 0;; ++attempt) {
+      auto conn = acquire();
+      if (!conn) return conn.error();
+      PgConn& c = **conn;
+      auto b = c.exec_text(begin);
+      if (!b && c.bad()) {
+        // A pooled connection the server dropped (restart): one fresh try.
+        release(std::move(*conn), true);
+        conn = acquire();
+        if (!conn) return conn.error();
+        b = (*conn)->exec_text(begin);
+      }
+      PgConn& tx = **conn;
+      if (!b) {
+        auto err = b.error();
+        bool broken = tx.bad();
+        release(std::move(*conn), broken);
+        return err;
+      }
+      core::Result<void> result;
+      try {
+        result = job(tx);
+      } catch (const std::exception& e) {
+        result = core::Error(core::Errc::internal, e.what());
+      }
+      if (result) {
+        auto c2 = tx.exec_text("COMMIT");
+        if (c2) {
+          release(std::move(*conn), false);
+          return {};
+        }
+        result = c2.error();
+      } else if (!tx.bad()) {
+        (void)tx.exec_text("ROLLBACK");
+      }
+      bool retry = pg_retryable(tx.last_sqlstate()) && attempt < kPgMaxTxRetries;
+      bool broken = tx.bad();
+      release(std::move(*conn), broken);
+      if (!retry) return result;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1 << std::min(attempt, 5)));
+    }
+  }
+
+  core::Result<std::unique_ptr<PgConn>> acquire() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      if (down_) {
+        return core::Error(core::Errc::unavailable, "store_unavailable",
+                           "database unreachable: " + last_error_);
+      }
+      if (!idle_.empty()) {
+        auto conn = std::move(idle_.back());
+        idle_.pop_back();
+        return conn;
+      }
+      if (open_ < options_.pool_size) {
+        ++open_;
+        lock.unlock();
+        auto conn = pg_open_conn(options_);
+        if (conn) return conn;
+        mark_down(conn.error().detail);
+        return conn.error();
+      }
+      if (cv_.wait_for(lock, std::chrono::milliseconds(options_.statement_timeout_ms)) ==
+          std::cv_status::timeout) {
+        return core::Error(core::Errc::timeout, "no database connection free in time");
+      }
+    }
+  }
+
+  void release(std::unique_ptr<PgConn> conn, bool broken) {
+    if (broken) {
+      conn.reset();
+      std::lock_guard lock(mu_);
+      --open_;
+      cv_.notify_all();
+      return;
+    }
+    std::lock_guard lock(mu_);
+    idle_.push_back(std::move(conn));
+    cv_.notify_one();
+  }
+
+  // Called without mu_ held, after a failed connect (the slot is given back).
+  void mark_down(const std::string& why) {
+    std::lock_guard lock(mu_);
+    --open_;
+    if (!down_) core::log::warn("store", "pg_unreachable", {{"detail", why}});
+    last_error_ = why;
+    down_ = true;
+    cv_.notify_all();
+  }
+
+  void reconnect_loop() {
+    auto backoff = kPgBackoffMin;
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait_for(lock, kPgHealthInterval, [&] { return stopping_ || down_.load(); });
+      if (stopping_) return;
+      if (!down_) {
+        // Idle health probe, so ready() notices an outage even when nothing is being written.
+        if (idle_.empty()) continue;
+        auto probe = std::move(idle_.back());
+        idle_.pop_back();
+        lock.unlock();
+        auto r = probe->exec_text("SELECT 1");
+        bool broken = !r && probe->bad();
+        lock.lock();
+        if (!broken) {
+          idle_.push_back(std::move(probe));
+          cv_.notify_one();
+          continue;
+        }
+        --open_;
+        probe.reset();
+        if (!down_) core::log::warn("store", "pg_unreachable", {{"detail", r.error().detail}});
+        last_error_ = r.error().detail;
+        down_ = true;
+        cv_.notify_all();
+        continue;
+      }
+      lock.unlock();
+      auto conn = pg_open_conn(options_);
+      lock.lock();
+      if (stopping_) return;
+      if (conn) {
+        // Connections opened before the outage are likely dead; start over.
+        open_ -= static_cast<int>(idle_.size());
+        idle_.clear();
+        ++open_;
+        idle_.push_back(std::move(*conn));
+        down_ = false;
+        backoff = kPgBackoffMin;
+        core::log::info("store", "pg_reconnected", {{"db", pg_describe(options_.conninfo)}});
+        cv_.notify_all();
+        continue;
+      }
+      last_error_ = conn.error().detail;
+      cv_.wait_for(lock, backoff, [&] { return stopping_; });
+      backoff = std::min(backoff * 2,
+                         std::chrono::duration_cast<std::chrono::milliseconds>(kPgBackoffMax));
+    }
+  }
+
+  // Constants after construction.
+  const PgOptions options_;
+  boost::asio::thread_pool pool_;  // runs submit()ted work (Store::run)
+
+  std::mutex mu_;
+  std::condition_variable cv_;                 // pool slot freed / outage state; guarded by mu_
+  std::vector<std::unique_ptr<PgConn>> idle_;  // guarded by mu_
+  int open_ = 0;                               // connections idle or in use; guarded by mu_
+  std::atomic<bool> down_{false};              // written under mu_
+  std::string last_error_;                     // guarded by mu_
+  bool stopping_ = false;                      // guarded by mu_
+  std::thread reconnect_thread_;
+};
+
+}  // namespace
+
+core::Result<std::unique_ptr<PgSession>> pg_connect(const PgOptions& options) {
+  auto conn = pg_open_conn(options);
+  if (!conn) return conn.error();
+  std::unique_ptr<PgSession> session = std::make_unique<PgSessionImpl>(std::move(*conn));
+  return session;
+}
+
+core::Result<std::unique_ptr<Db>> open_pg_db(const PgOptions& options) {
+  auto first = pg_open_conn(options);
+  if (!first) return first.error();
+  auto db = std::make_unique<PgDb>(options);
+  db->add_idle(std::move(*first));
+  std::unique_ptr<Db> out = std::move(db);
+  return out;
+}
+
+}  // namespace edgecoder::store::sql

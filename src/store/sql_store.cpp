@@ -1,0 +1,847 @@
+// The store logic, written once over sql::Db for both backends. Every mutating operation is one
+// Db::write job (atomic; acknowledged only after commit). PostgreSQL-only row locks
+// (FOR UPDATE, SKIP LOCKED) are spliced in by dialect; SQLite has a single writer per file.
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "store/sql.h"
+
+namespace edgecoder::store::sql {
+
+namespace {
+
+constexpr const char* kSqlAgentCols =
+    "id, os, version, mode, client_type, max_concurrent_tasks, sandbox_mode, active_model, "
+    "public_key, metadata_json, approval, approval_actor, approval_changed_at_ms, "
+    "registered_at_ms, last_seen_ms";
+
+constexpr const char* kSqlSubtaskCols =
+    "id, task_id, idx, kind, language, input, payload_json, project_id, requested_model, "
+    "priority, timeout_ms, max_attempts, state, attempt, holder, lease_expires_at_ms, "
+    "last_error, created_at_ms, finished_at_ms";
+
+constexpr const char* kSqlTerminal = "('completed', 'failed')";
+
+Agent sql_agent_from(const Row& r) {
+  Agent a;
+  a.info.id = r.s(0);
+  a.info.os = r.s(1);
+  a.info.version = r.s(2);
+  a.info.mode = r.s(3);
+  a.info.client_type = r.s(4);
+  a.info.max_concurrent_tasks = static_cast<int>(r.i(5));
+  a.info.sandbox_mode = r.s(6);
+  a.info.active_model = r.s(7);
+  a.info.public_key = r.s(8);
+  a.info.metadata_json = r.s(9);
+  a.approval = parse_approval(r.s(10)).value_or(Approval::pending);
+  a.approval_actor = r.s(11);
+  a.approval_changed_at_ms = r.i(12);
+  a.registered_at_ms = r.i(13);
+  a.last_seen_ms = r.i(14);
+  return a;
+}
+
+Subtask sql_subtask_from(const Row& r) {
+  Subtask s;
+  s.id = r.s(0);
+  s.task_id = r.s(1);
+  s.index = static_cast<int>(r.i(2));
+  s.kind = r.s(3);
+  s.language = r.s(4);
+  s.input = r.s(5);
+  s.payload_json = r.s(6);
+  s.project_id = r.s(7);
+  s.requested_model = r.s(8);
+  s.priority = static_cast<int>(r.i(9));
+  s.timeout_ms = r.i(10);
+  s.max_attempts = static_cast<int>(r.i(11));
+  s.state = parse_subtask_state(r.s(12)).value_or(SubtaskState::queued);
+  s.attempt = static_cast<int>(r.i(13));
+  s.holder = r.s(14);
+  s.lease_expires_at_ms = r.i(15);
+  s.last_error = r.s(16);
+  s.created_at_ms = r.i(17);
+  s.finished_at_ms = r.i(18);
+  return s;
+}
+
+BlacklistEntry sql_blacklist_from(const Row& r) {
+  BlacklistEntry e;
+  e.agent_id = r.s(0);
+  e.reason_code = r.s(1);
+  e.reason = r.s(2);
+  e.reporter_id = r.s(3);
+  e.record_json = r.s(4);
+  e.created_at_ms = r.i(5);
+  e.expires_at_ms = r.i(6);
+  return e;
+}
+
+LedgerEntry sql_ledger_from(const Row& r) {
+  LedgerEntry e;
+  e.seq = r.i(0);
+  e.tx_id = r.s(1);
+  e.account_id = r.s(2);
+  e.kind = r.s(3);
+  e.amount_millicredits = r.i(4);
+  e.reason = r.s(5);
+  e.task_id = r.s(6);
+  e.created_at_ms = r.i(7);
+  return e;
+}
+
+std::string sql_limit(int limit) {
+  return limit > 0 ? " LIMIT " + std::to_string(limit) : std::string();
+}
+
+core::Error sql_invalid(std::string detail) {
+  return core::Error(core::Errc::invalid_argument, std::move(detail));
+}
+
+core::Error sql_not_found(std::string what) {
+  return core::Error(core::Errc::not_found, std::move(what));
+}
+
+}  // namespace
+
+// Not in the anonymous namespace: a unity build may place coroutine frames next to it.
+class SqlStore final : public Store {
+ public:
+  SqlStore(std::unique_ptr<Db> db, std::function<std::int64_t()> clock)
+      : db_(std::move(db)),
+        clock_(clock ? std::move(clock) : std::function<std::int64_t()>(system_now_ms)),
+        pg_(db_->dialect() == Dialect::postgres),
+        for_update_(pg_ ? " FOR UPDATE" : ""),
+        skip_locked_(pg_ ? " FOR UPDATE SKIP LOCKED" : "") {}
+
+  Backend backend() const override { return pg_ ? Backend::postgres : Backend::sqlite; }
+  std::string describe() const override { return db_->describe(); }
+  bool ready() override { return db_->ready(); }
+  void submit(std::function<void()> job) override { db_->submit(std::move(job)); }
+
+  Result<SchemaStatus> schema_status() override {
+    Result<SchemaStatus> out = core::Error(core::Errc::internal, "unset");
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      out = schema_status_of(tx);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  // ---- agents ----
+
+  Result<Agent> upsert_agent(const AgentInfo& info) override {
+    if (info.id.empty()) return sql_invalid("agent id is empty");
+    Agent out;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          std::string("INSERT INTO agents (id, os, version, mode, client_type, "
+                      "max_concurrent_tasks, sandbox_mode, active_model, public_key, "
+                      "metadata_json, registered_at_ms, last_seen_ms) VALUES ($1, $2, $3, $4, "
+                      "$5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT (id) DO UPDATE SET os = "
+                      "excluded.os, version = excluded.version, mode = excluded.mode, "
+                      "client_type = excluded.client_type, max_concurrent_tasks = "
+                      "excluded.max_concurrent_tasks, sandbox_mode = excluded.sandbox_mode, "
+                      "active_model = excluded.active_model, public_key = excluded.public_key, "
+                      "metadata_json = excluded.metadata_json, last_seen_ms = "
+                      "excluded.last_seen_ms RETURNING ") +
+              kSqlAgentCols,
+          {info.id, info.os, info.version, info.mode, info.client_type,
+           std::int64_t{info.max_concurrent_tasks}, info.sandbox_mode, info.active_model,
+           info.public_key, info.metadata_json, now()});
+      if (!rows) return rows.error();
+      out = sql_agent_from(rows->at(0));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<Agent> get_agent(const std::string& id) override {
+    Result<Agent> out = sql_not_found("agent " + id + " is not registered");
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows =
+          tx.query(std::string("SELECT ") + kSqlAgentCols + " FROM agents WHERE id = $1", {id});
+      if (!rows) return rows.error();
+      if (!rows->empty()) out = sql_agent_from(rows->at(0));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<Agent>> list_agents(std::optional<Approval> approval, int limit) override {
+    std::vector<Agent> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      std::string sql = std::string("SELECT ") + kSqlAgentCols + " FROM agents";
+      std::vector<Value> params;
+      if (approval) {
+        sql += " WHERE approval = $1";
+        params.emplace_back(std::string(approval_name(*approval)));
+      }
+      sql += " ORDER BY id" + sql_limit(limit);
+      auto rows = tx.query(sql, params);
+      if (!rows) return rows.error();
+      out.clear();  // a retried transaction runs the job again
+      for (const auto& row : *rows) out.push_back(sql_agent_from(row));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<Agent> set_approval(const std::string& id, Approval approval,
+                             const std::string& actor) override {
+    Result<Agent> out = sql_not_found("agent " + id + " is not registered");
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(std::string("UPDATE agents SET approval = $2, approval_actor = $3, "
+                                       "approval_changed_at_ms = $4 WHERE id = $1 RETURNING ") +
+                               kSqlAgentCols,
+                           {id, std::string(approval_name(approval)), actor, now()});
+      if (!rows) return rows.error();
+      if (!rows->empty()) out = sql_agent_from(rows->at(0));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<void> touch_agent(const std::string& id, const std::string& active_model) override {
+    bool found = false;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "UPDATE agents SET last_seen_ms = $2, active_model = CASE WHEN $3 = '' THEN "
+          "active_model ELSE $3 END WHERE id = $1 RETURNING id",
+          {id, now(), active_model});
+      if (!rows) return rows.error();
+      found = !rows->empty();
+      return {};
+    });
+    if (!r) return r.error();
+    if (!found) return sql_not_found("agent " + id + " is not registered");
+    return {};
+  }
+
+  // ---- tasks ----
+
+  Result<CreatedTask> create_task(const NewTask& task) override {
+    if (task.id.empty()) return sql_invalid("task id is empty");
+    if (task.subtasks.empty()) return sql_invalid("task " + task.id + " has no subtasks");
+    std::set<std::string> ids;
+    for (const auto& s : task.subtasks) {
+      if (s.id.empty()) return sql_invalid("a subtask id is empty");
+      if (!ids.insert(s.id).second) return sql_invalid("duplicate subtask id " + s.id);
+      if (s.max_attempts < 1) return sql_invalid("subtask " + s.id + ": max_attempts < 1");
+    }
+    for (const auto& s : task.subtasks) {
+      for (const auto& d : s.depends_on) {
+        if (d == s.id || !ids.count(d)) {
+          return sql_invalid("subtask " + s.id + " depends on " + d +
+                             ", which is not another subtask of this task");
+        }
+      }
+    }
+    CreatedTask out;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      out = CreatedTask{};  // a retried transaction runs the job again
+      std::int64_t t = now();
+      auto ins = tx.query(
+          "INSERT INTO tasks (id, project_id, submitter, payload_json, priority, state, "
+          "subtask_count, created_at_ms) VALUES ($1, $2, $3, $4, $5, 'open', $6, $7) ON "
+          "CONFLICT (id) DO NOTHING RETURNING id",
+          {task.id, task.project_id, task.submitter, task.payload_json, std::int64_t{task.priority},
+           static_cast<std::int64_t>(task.subtasks.size()), t});
+      if (!ins) return ins.error();
+      if (ins->empty()) {
+        auto rows = tx.query("SELECT id FROM subtasks WHERE task_id = $1 ORDER BY idx", {task.id});
+        if (!rows) return rows.error();
+        out.created = false;
+        for (const auto& row : *rows) out.subtask_ids.push_back(row.s(0));
+        return {};
+      }
+      out.created = true;
+      std::int64_t idx = 0;
+      for (const auto& s : task.subtasks) {
+        const char* state = s.depends_on.empty() ? "queued" : "held";
+        auto sr = tx.query(
+            "INSERT INTO subtasks (id, task_id, idx, kind, language, input, payload_json, "
+            "project_id, requested_model, priority, timeout_ms, max_attempts, state, "
+            "created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
+            "ON CONFLICT (id) DO NOTHING RETURNING id",
+            {s.id, task.id, idx++, s.kind, s.language, s.input, s.payload_json, task.project_id,
+             s.requested_model, std::int64_t{s.priority}, s.timeout_ms,
+             std::int64_t{s.max_attempts}, std::string(state), t});
+        if (!sr) return sr.error();
+        if (sr->empty()) {
+          return core::Error(core::Errc::conflict, "subtask_exists",
+                             "subtask id " + s.id + " already belongs to another task");
+        }
+        for (const auto& d : s.depends_on) {
+          auto dr = tx.query(
+              "INSERT INTO subtask_deps (subtask_id, depends_on, task_id) VALUES ($1, $2, $3) "
+              "ON CONFLICT DO NOTHING",
+              {s.id, d, task.id});
+          if (!dr) return dr.error();
+        }
+        out.subtask_ids.push_back(s.id);
+      }
+      nlohmann::json data = {{"taskId", task.id}, {"subtasks", out.subtask_ids}};
+      auto ev = append_event_tx(tx, task.id, "task_created", data.dump(), t);
+      if (!ev) return ev.error();
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::optional<Lease>> claim_next(const ClaimRequest& request) override {
+    if (request.agent_id.empty()) return sql_invalid("agent id is empty");
+    std::optional<Lease> out;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      out.reset();  // a retried transaction runs the job again
+      std::int64_t t = now();
+      Result<Rows> rows = Rows{};
+      if (!request.active_model.empty()) {
+        rows = tx.query(claim_sql(true),
+                        {request.agent_id, t, request.lease_budget_ms, request.active_model});
+        if (!rows) return rows.error();
+      }
+      if (rows->empty()) {
+        rows = tx.query(claim_sql(false), {request.agent_id, t, request.lease_budget_ms});
+        if (!rows) return rows.error();
+      }
+      if (rows->empty()) return {};
+      Lease lease;
+      lease.subtask = sql_subtask_from(rows->at(0));
+      lease.attempt = lease.subtask.attempt;
+      lease.expires_at_ms = lease.subtask.lease_expires_at_ms;
+      auto deps = tx.query(
+          "SELECT depends_on FROM subtask_deps WHERE subtask_id = $1 ORDER BY "
+          "depends_on",
+          {lease.subtask.id});
+      if (!deps) return deps.error();
+      for (const auto& d : *deps) lease.subtask.depends_on.push_back(d.s(0));
+      nlohmann::json data = {{"subtaskId", lease.subtask.id},
+                             {"agentId", request.agent_id},
+                             {"attempt", lease.attempt}};
+      auto ev = append_event_tx(tx, lease.subtask.task_id, "subtask_leased", data.dump(), t);
+      if (!ev) return ev.error();
+      out = std::move(lease);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<int> renew_leases(const std::string& agent_id, std::int64_t lease_budget_ms) override {
+    int out = 0;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "UPDATE subtasks SET lease_expires_at_ms = $2 + timeout_ms + $3 WHERE holder = $1 AND "
+          "state = 'leased' RETURNING id",
+          {agent_id, now(), lease_budget_ms});
+      if (!rows) return rows.error();
+      out = static_cast<int>(rows->size());
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<ExpiredLeases> expire_leases() override {
+    ExpiredLeases out;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      out = {};
+      std::int64_t t = now();
+      auto rows = tx.query(
+          "UPDATE subtasks SET state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE "
+          "'queued' END, finished_at_ms = CASE WHEN attempt >= max_attempts THEN CAST($1 AS "
+          "BIGINT) "
+          "ELSE 0 END, "
+          "holder = '', lease_expires_at_ms = 0, last_error = 'lease expired' WHERE state = "
+          "'leased' AND lease_expires_at_ms < $1 RETURNING id, task_id, state, attempt",
+          {t});
+      if (!rows) return rows.error();
+      std::map<std::string, bool> tasks;  // task id -> some subtask failed
+      for (const auto& row : *rows) {
+        bool failed = row.s(2) == "failed";
+        (failed ? out.failed : out.requeued)++;
+        nlohmann::json data = {
+            {"subtaskId", row.s(0)}, {"attempt", row.i(3)}, {"reason", "lease expired"}};
+        auto ev = append_event_tx(tx, row.s(1), failed ? "subtask_failed" : "subtask_requeued",
+                                  data.dump(), t);
+        if (!ev) return ev.error();
+        tasks[row.s(1)] = tasks[row.s(1)] || failed;
+      }
+      for (const auto& [task_id, any_failed] : tasks) {
+        if (!any_failed) continue;
+        auto done = after_terminal(tx, task_id, t);
+        if (!done) return done.error();
+      }
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<RecordOutcome> record_result(const ResultReport& report) override {
+    Result<RecordOutcome> out = core::Error(core::Errc::internal, "unset");
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      std::int64_t t = now();
+      auto rows = tx.query(
+          "SELECT task_id, state, holder, attempt FROM subtasks WHERE id = $1" + for_update_,
+          {report.subtask_id});
+      if (!rows) return rows.error();
+      if (rows->empty()) {
+        out = sql_not_found("subtask " + report.subtask_id + " does not exist");
+        return {};
+      }
+      const Row& st = rows->at(0);
+      std::string task_id = st.s(0);
+      std::string state = st.s(1);
+      std::string holder = st.s(2);
+      std::int64_t attempt = st.i(3);
+      if (state == "leased" && holder == report.agent_id && attempt == report.attempt) {
+        auto ins = tx.query(
+            "INSERT INTO subtask_results (subtask_id, task_id, agent_id, attempt, ok, output, "
+            "error, duration_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            {report.subtask_id, task_id, report.agent_id, std::int64_t{report.attempt},
+             std::int64_t{report.ok ? 1 : 0}, report.output, report.error, report.duration_ms, t});
+        if (!ins) return ins.error();
+        auto up = tx.query(
+            "UPDATE subtasks SET state = 'completed', holder = '', lease_expires_at_ms = 0, "
+            "finished_at_ms = $2 WHERE id = $1",
+            {report.subtask_id, t});
+        if (!up) return up.error();
+        nlohmann::json data = {{"subtaskId", report.subtask_id},
+                               {"agentId", report.agent_id},
+                               {"attempt", report.attempt},
+                               {"ok", report.ok}};
+        auto ev = append_event_tx(tx, task_id, "subtask_result", data.dump(), t);
+        if (!ev) return ev.error();
+        auto done = after_terminal(tx, task_id, t);
+        if (!done) return done.error();
+        out = RecordOutcome::accepted;
+        return {};
+      }
+      if (state == "completed") {
+        auto prev = tx.query(
+            "SELECT agent_id, attempt, ok, output, error FROM subtask_results WHERE subtask_id "
+            "= $1",
+            {report.subtask_id});
+        if (!prev) return prev.error();
+        if (!prev->empty()) {
+          const Row& p = prev->at(0);
+          if (p.s(0) == report.agent_id && p.i(1) == report.attempt && (p.i(2) != 0) == report.ok &&
+              p.s(3) == report.output && p.s(4) == report.error) {
+            out = RecordOutcome::duplicate;
+            return {};
+          }
+        }
+      }
+      out = core::Error(core::Errc::conflict, "stale_lease",
+                        "subtask " + report.subtask_id + " is " + state + " (attempt " +
+                            std::to_string(attempt) +
+                            (holder.empty() ? std::string() : ", held by " + holder) +
+                            "); not accepting a result for attempt " +
+                            std::to_string(report.attempt) + " from " + report.agent_id);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<int> promote_ready(const std::string& task_id) override {
+    int out = 0;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto n = promote_tx(tx, task_id, now());
+      if (!n) return n.error();
+      out = *n;
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<TaskStatus> get_task(const std::string& task_id) override {
+    Result<TaskStatus> out = sql_not_found("task " + task_id + " does not exist");
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT id, project_id, submitter, payload_json, priority, state, created_at_ms, "
+          "completed_at_ms, last_event_id FROM tasks WHERE id = $1",
+          {task_id});
+      if (!rows) return rows.error();
+      if (rows->empty()) return {};
+      const Row& t = rows->at(0);
+      TaskStatus status;
+      status.id = t.s(0);
+      status.project_id = t.s(1);
+      status.submitter = t.s(2);
+      status.payload_json = t.s(3);
+      status.priority = static_cast<int>(t.i(4));
+      status.state = t.s(5) == "completed" ? TaskState::completed : TaskState::open;
+      status.created_at_ms = t.i(6);
+      status.completed_at_ms = t.i(7);
+      status.last_event_id = t.i(8);
+      auto subs = tx.query(std::string("SELECT ") + kSqlSubtaskCols +
+                               " FROM subtasks WHERE task_id = $1 ORDER BY idx",
+                           {task_id});
+      if (!subs) return subs.error();
+      std::map<std::string, std::size_t> pos;
+      for (const auto& row : *subs) {
+        pos[row.s(0)] = status.subtasks.size();
+        status.subtasks.push_back(sql_subtask_from(row));
+      }
+      auto deps = tx.query(
+          "SELECT subtask_id, depends_on FROM subtask_deps WHERE task_id = $1 ORDER BY "
+          "subtask_id, depends_on",
+          {task_id});
+      if (!deps) return deps.error();
+      for (const auto& d : *deps) {
+        if (auto it = pos.find(d.s(0)); it != pos.end()) {
+          status.subtasks[it->second].depends_on.push_back(d.s(1));
+        }
+      }
+      out = std::move(status);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<SubtaskResult> get_result(const std::string& subtask_id) override {
+    Result<SubtaskResult> out = sql_not_found("no result for subtask " + subtask_id);
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT subtask_id, task_id, agent_id, attempt, ok, output, error, duration_ms, "
+          "created_at_ms FROM subtask_results WHERE subtask_id = $1",
+          {subtask_id});
+      if (!rows) return rows.error();
+      if (rows->empty()) return {};
+      const Row& row = rows->at(0);
+      SubtaskResult res;
+      res.subtask_id = row.s(0);
+      res.task_id = row.s(1);
+      res.agent_id = row.s(2);
+      res.attempt = static_cast<int>(row.i(3));
+      res.ok = row.i(4) != 0;
+      res.output = row.s(5);
+      res.error = row.s(6);
+      res.duration_ms = row.i(7);
+      res.created_at_ms = row.i(8);
+      out = std::move(res);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::int64_t> append_event(const std::string& task_id, const std::string& kind,
+                                    const std::string& data_json) override {
+    if (kind.empty()) return sql_invalid("event kind is empty");
+    Result<std::int64_t> out = std::int64_t{0};
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      out = append_event_tx(tx, task_id, kind, data_json, now());
+      if (!out && out.error().code != core::Errc::not_found) return out.error();
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<TaskEvent>> list_events(const std::string& task_id, std::int64_t after_id,
+                                             int limit) override {
+    std::vector<TaskEvent> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT task_id, id, kind, data_json, created_at_ms FROM task_events WHERE task_id = "
+          "$1 AND id > $2 ORDER BY id" +
+              sql_limit(limit),
+          {task_id, after_id});
+      if (!rows) return rows.error();
+      out.clear();
+      for (const auto& row : *rows) {
+        out.push_back(TaskEvent{row.s(0), row.i(1), row.s(2), row.s(3), row.i(4)});
+      }
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<PruneCounts> prune(std::int64_t older_than_ms) override {
+    PruneCounts out;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      const std::string victims =
+          "(SELECT id FROM tasks WHERE state = 'completed' AND completed_at_ms < $1)";
+      std::vector<Value> params = {older_than_ms};
+      auto del = [&](const std::string& sql, std::int64_t& count) -> Result<void> {
+        auto rows = tx.query(sql, params);
+        if (!rows) return rows.error();
+        count = tx.changes();
+        return {};
+      };
+      std::int64_t deps = 0;
+      if (auto e = del("DELETE FROM task_events WHERE task_id IN " + victims, out.events); !e)
+        return e;
+      if (auto e = del("DELETE FROM subtask_results WHERE task_id IN " + victims, out.results); !e)
+        return e;
+      if (auto e = del("DELETE FROM subtask_deps WHERE task_id IN " + victims, deps); !e) return e;
+      if (auto e = del("DELETE FROM subtasks WHERE task_id IN " + victims, out.subtasks); !e)
+        return e;
+      return del("DELETE FROM tasks WHERE state = 'completed' AND completed_at_ms < $1", out.tasks);
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  // ---- blacklist ----
+
+  Result<void> put_blacklist(const BlacklistEntry& e) override {
+    if (e.agent_id.empty()) return sql_invalid("agent id is empty");
+    return db_->write([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "INSERT INTO blacklist (agent_id, reason_code, reason, reporter_id, record_json, "
+          "created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT "
+          "(agent_id) DO UPDATE SET reason_code = excluded.reason_code, reason = "
+          "excluded.reason, reporter_id = excluded.reporter_id, record_json = "
+          "excluded.record_json, created_at_ms = excluded.created_at_ms, expires_at_ms = "
+          "excluded.expires_at_ms",
+          {e.agent_id, e.reason_code, e.reason, e.reporter_id, e.record_json,
+           e.created_at_ms ? e.created_at_ms : now(), e.expires_at_ms});
+      if (!rows) return rows.error();
+      return {};
+    });
+  }
+
+  Result<bool> remove_blacklist(const std::string& agent_id) override {
+    bool out = false;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto rows =
+          tx.query("DELETE FROM blacklist WHERE agent_id = $1 RETURNING agent_id", {agent_id});
+      if (!rows) return rows.error();
+      out = !rows->empty();
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::optional<BlacklistEntry>> get_blacklist(const std::string& agent_id) override {
+    std::optional<BlacklistEntry> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT agent_id, reason_code, reason, reporter_id, record_json, created_at_ms, "
+          "expires_at_ms FROM blacklist WHERE agent_id = $1 AND (expires_at_ms = 0 OR "
+          "expires_at_ms > $2)",
+          {agent_id, now()});
+      if (!rows) return rows.error();
+      if (!rows->empty()) out = sql_blacklist_from(rows->at(0));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<BlacklistEntry>> list_blacklist() override {
+    std::vector<BlacklistEntry> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT agent_id, reason_code, reason, reporter_id, record_json, created_at_ms, "
+          "expires_at_ms FROM blacklist WHERE expires_at_ms = 0 OR expires_at_ms > $1 ORDER BY "
+          "agent_id",
+          {now()});
+      if (!rows) return rows.error();
+      out.clear();  // a retried transaction runs the job again
+      for (const auto& row : *rows) out.push_back(sql_blacklist_from(row));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  // ---- ledger ----
+
+  Result<LedgerAppend> append_ledger(const LedgerEntry& e) override {
+    if (e.tx_id.empty()) return sql_invalid("ledger tx_id is empty");
+    if (e.account_id.empty()) return sql_invalid("ledger account_id is empty");
+    if (e.kind.empty()) return sql_invalid("ledger kind is empty");
+    LedgerAppend out;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "INSERT INTO credit_ledger (tx_id, account_id, kind, amount_millicredits, reason, "
+          "task_id, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tx_id) DO "
+          "NOTHING RETURNING seq",
+          {e.tx_id, e.account_id, e.kind, e.amount_millicredits, e.reason, e.task_id,
+           e.created_at_ms ? e.created_at_ms : now()});
+      if (!rows) return rows.error();
+      if (!rows->empty()) {
+        out = LedgerAppend{rows->at(0).i(0), false};
+        return {};
+      }
+      auto prev = tx.query("SELECT seq FROM credit_ledger WHERE tx_id = $1", {e.tx_id});
+      if (!prev) return prev.error();
+      if (prev->empty()) return core::Error(core::Errc::internal, "ledger insert lost");
+      out = LedgerAppend{prev->at(0).i(0), true};
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::int64_t> balance(const std::string& account_id) override {
+    std::int64_t out = 0;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT COALESCE(SUM(amount_millicredits), 0) FROM credit_ledger WHERE account_id = $1",
+          {account_id});
+      if (!rows) return rows.error();
+      out = rows->at(0).i(0);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<LedgerEntry>> list_ledger(const std::string& account_id,
+                                               std::int64_t after_seq, int limit) override {
+    std::vector<LedgerEntry> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT seq, tx_id, account_id, kind, amount_millicredits, reason, task_id, "
+          "created_at_ms FROM credit_ledger WHERE account_id = $1 AND seq > $2 ORDER BY seq" +
+              sql_limit(limit),
+          {account_id, after_seq});
+      if (!rows) return rows.error();
+      out.clear();  // a retried transaction runs the job again
+      for (const auto& row : *rows) out.push_back(sql_ledger_from(row));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  // ---- audit ----
+
+  Result<std::int64_t> append_audit(const AuditRecord& a) override {
+    if (a.actor.empty() || a.action.empty()) return sql_invalid("audit actor/action is empty");
+    std::int64_t out = 0;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "INSERT INTO control_audit_log (at_ms, actor, action, target, detail_json) VALUES ($1, "
+          "$2, $3, $4, $5) RETURNING id",
+          {a.at_ms ? a.at_ms : now(), a.actor, a.action, a.target, a.detail_json});
+      if (!rows) return rows.error();
+      out = rows->at(0).i(0);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<AuditRecord>> list_audit(std::int64_t after_id, int limit) override {
+    std::vector<AuditRecord> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT id, at_ms, actor, action, target, detail_json FROM control_audit_log WHERE id "
+          "> $1 ORDER BY id" +
+              sql_limit(limit),
+          {after_id});
+      if (!rows) return rows.error();
+      out.clear();
+      for (const auto& row : *rows) {
+        out.push_back(AuditRecord{row.i(0), row.i(1), row.s(2), row.s(3), row.s(4), row.s(5)});
+      }
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+ private:
+  std::int64_t now() const { return clock_(); }
+
+  std::string claim_sql(bool by_model) const {
+    std::string pick = "SELECT id FROM subtasks WHERE state = 'queued'";
+    if (by_model) pick += " AND requested_model = $4";
+    pick += " ORDER BY priority DESC, created_at_ms, idx LIMIT 1" + skip_locked_;
+    return "UPDATE subtasks SET state = 'leased', holder = $1, attempt = attempt + 1, "
+           "leased_at_ms = $2, lease_expires_at_ms = $2 + timeout_ms + $3 WHERE state = "
+           "'queued' AND id = (" +
+           pick + ") RETURNING " + kSqlSubtaskCols;
+  }
+
+  // Takes the task row lock (PostgreSQL), so completion checks that follow see every
+  // concurrently committed subtask change.
+  Result<std::int64_t> append_event_tx(Tx& tx, const std::string& task_id, const std::string& kind,
+                                       const std::string& data, std::int64_t t) {
+    auto rows = tx.query(
+        "UPDATE tasks SET last_event_id = last_event_id + 1 WHERE id = $1 RETURNING "
+        "last_event_id",
+        {task_id});
+    if (!rows) return rows.error();
+    if (rows->empty()) return sql_not_found("task " + task_id + " does not exist");
+    std::int64_t id = rows->at(0).i(0);
+    auto ins = tx.query(
+        "INSERT INTO task_events (task_id, id, kind, data_json, created_at_ms) VALUES ($1, $2, "
+        "$3, $4, $5)",
+        {task_id, id, kind, data, t});
+    if (!ins) return ins.error();
+    return id;
+  }
+
+  Result<int> promote_tx(Tx& tx, const std::string& task_id, std::int64_t t) {
+    auto rows = tx.query(
+        std::string("UPDATE subtasks SET state = 'queued' WHERE task_id = $1 AND state = 'held' "
+                    "AND NOT EXISTS (SELECT 1 FROM subtask_deps d JOIN subtasks p ON p.id = "
+                    "d.depends_on WHERE d.subtask_id = subtasks.id AND p.state NOT IN ") +
+            kSqlTerminal + ") RETURNING id",
+        {task_id});
+    if (!rows) return rows.error();
+    for (const auto& row : *rows) {
+      nlohmann::json data = {{"subtaskId", row.s(0)}};
+      auto ev = append_event_tx(tx, task_id, "subtask_queued", data.dump(), t);
+      if (!ev) return ev.error();
+    }
+    return static_cast<int>(rows->size());
+  }
+
+  // After a subtask of the task became terminal: release dependants, complete the task.
+  Result<void> after_terminal(Tx& tx, const std::string& task_id, std::int64_t t) {
+    auto promoted = promote_tx(tx, task_id, t);
+    if (!promoted) return promoted.error();
+    auto rows = tx.query(
+        std::string("UPDATE tasks SET state = 'completed', completed_at_ms = $2 WHERE id = $1 "
+                    "AND state = 'open' AND NOT EXISTS (SELECT 1 FROM subtasks WHERE task_id = "
+                    "$1 AND state NOT IN ") +
+            kSqlTerminal + ") RETURNING id",
+        {task_id, t});
+    if (!rows) return rows.error();
+    if (!rows->empty()) {
+      nlohmann::json data = {{"taskId", task_id}};
+      auto ev = append_event_tx(tx, task_id, "task_completed", data.dump(), t);
+      if (!ev) return ev.error();
+    }
+    return {};
+  }
+
+  // Constants after construction.
+  const std::unique_ptr<Db> db_;
+  const std::function<std::int64_t()> clock_;
+  const bool pg_;
+  const std::string for_update_;   // " FOR UPDATE" on PostgreSQL, "" on SQLite
+  const std::string skip_locked_;  // " FOR UPDATE SKIP LOCKED" on PostgreSQL
+};
+
+std::unique_ptr<Store> make_sql_store(std::unique_ptr<Db> db, std::function<std::int64_t()> clock) {
+  return std::make_unique<SqlStore>(std::move(db), std::move(clock));
+}
+
+}  // namespace edgecoder::store::sql

@@ -1,0 +1,248 @@
+// The durable store: one interface per concern (agents, tasks/subtasks/leases, blacklist, credits
+// ledger for the coordinator; the audit log for the control plane) and one Store that implements
+// them all over one of two backends — embedded SQLite (default; one file per service under the
+// data directory, one process per file) or PostgreSQL (DATABASE_URL; shared by several
+// coordinators). The same conformance tests run against both.
+//
+// Durability: every mutating call returns only after its transaction has committed (SQLite
+// synchronous=FULL, PostgreSQL fsync), so whatever the API acknowledges survives kill -9.
+// Errors: Errc::not_found / conflict / invalid_argument as documented per call;
+// Errc::unavailable with wire code "store_unavailable" when the database cannot be reached (the
+// store keeps trying to reconnect by itself; ready() reports the state).
+//
+// Thread-safety: every method may be called from any thread concurrently. Calls block the calling
+// thread (disk or network); code running on an event loop must use run(), which executes the call
+// on the store's own thread pool and resumes the coroutine on its original executor.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "core/config.h"
+#include "core/result.h"
+#include "store/types.h"
+
+namespace edgecoder::store {
+
+template <typename T>
+using Result = core::Result<T>;
+
+// Coordinator: the agent registry and operator approval.
+class AgentStore {
+ public:
+  virtual ~AgentStore() = default;
+  // Inserts or replaces the agent's self-description; keeps approval and registered_at_ms.
+  virtual Result<Agent> upsert_agent(const AgentInfo& info) = 0;
+  // not_found when unknown.
+  virtual Result<Agent> get_agent(const std::string& id) = 0;
+  // By id; optionally only those with one approval state. limit 0 = no limit.
+  virtual Result<std::vector<Agent>> list_agents(std::optional<Approval> approval, int limit) = 0;
+  // not_found when unknown.
+  virtual Result<Agent> set_approval(const std::string& id, Approval approval,
+                                     const std::string& actor) = 0;
+  // Heartbeat: last_seen_ms = now, and the active model when non-empty. not_found when unknown.
+  virtual Result<void> touch_agent(const std::string& id, const std::string& active_model) = 0;
+};
+
+// Coordinator: tasks, subtasks, leases, results and per-task events.
+class TaskStore {
+ public:
+  virtual ~TaskStore() = default;
+  // Creates the task and all its subtasks in one transaction: subtasks without dependencies are
+  // queued, the others held. Idempotent on the task id (a repeat returns created=false and the
+  // stored subtask ids). invalid_argument for an empty id, no subtasks, a duplicate subtask id or
+  // a dependency outside the task; conflict when a subtask id belongs to another task.
+  virtual Result<CreatedTask> create_task(const NewTask& task) = 0;
+  // Leases the next queued subtask to the agent: requested model == active model first, then
+  // higher priority, then older. attempt+1 becomes the fencing token; the lease expires at
+  // now + timeout_ms + lease_budget_ms. nullopt when nothing is queued.
+  virtual Result<std::optional<Lease>> claim_next(const ClaimRequest& request) = 0;
+  // Extends every lease the agent holds to now + timeout_ms + lease_budget_ms. Returns how many.
+  virtual Result<int> renew_leases(const std::string& agent_id, std::int64_t lease_budget_ms) = 0;
+  // Leases past their expiry go back to queued (the next claim bumps the attempt), or to failed
+  // when attempt >= max_attempts.
+  virtual Result<ExpiredLeases> expire_leases() = 0;
+  // Accepts a result only from the current holder with the current attempt: the subtask becomes
+  // completed (ok or not), held dependants whose dependencies are all terminal are queued, and
+  // the task becomes completed when every subtask is terminal. A repeat of the accepted result is
+  // an idempotent success (duplicate); anything else for a subtask not leased to this
+  // (agent, attempt) is a conflict with wire code "stale_lease". not_found for an unknown id.
+  virtual Result<RecordOutcome> record_result(const ResultReport& report) = 0;
+  // Queues held subtasks of the task whose dependencies are all terminal. Returns how many.
+  // (record_result and expire_leases already do this; this is for repairs and tests.)
+  virtual Result<int> promote_ready(const std::string& task_id) = 0;
+  // not_found when unknown.
+  virtual Result<TaskStatus> get_task(const std::string& task_id) = 0;
+  // not_found when no result was accepted for the subtask.
+  virtual Result<SubtaskResult> get_result(const std::string& subtask_id) = 0;
+  // Appends an event (id = previous + 1 for this task). not_found for an unknown task. The store
+  // itself appends task_created, subtask_leased, subtask_result, subtask_requeued,
+  // subtask_failed and task_completed in the same transactions as those changes.
+  virtual Result<std::int64_t> append_event(const std::string& task_id, const std::string& kind,
+                                            const std::string& data_json) = 0;
+  // Events with id > after_id, oldest first, at most limit (0 = no limit).
+  virtual Result<std::vector<TaskEvent>> list_events(const std::string& task_id,
+                                                     std::int64_t after_id, int limit) = 0;
+  // Deletes completed tasks (with their subtasks, results and events) completed before
+  // older_than_ms. The ledger and the audit log are never pruned.
+  virtual Result<PruneCounts> prune(std::int64_t older_than_ms) = 0;
+};
+
+// Coordinator: blacklisted agents.
+class BlacklistStore {
+ public:
+  virtual ~BlacklistStore() = default;
+  // Inserts or replaces the agent's entry.
+  virtual Result<void> put_blacklist(const BlacklistEntry& entry) = 0;
+  // Returns whether an entry was removed.
+  virtual Result<bool> remove_blacklist(const std::string& agent_id) = 0;
+  // The active (unexpired) entry for the agent, if any.
+  virtual Result<std::optional<BlacklistEntry>> get_blacklist(const std::string& agent_id) = 0;
+  // Every active entry, by agent id.
+  virtual Result<std::vector<BlacklistEntry>> list_blacklist() = 0;
+};
+
+// Coordinator: the credits ledger. Append-only.
+class LedgerStore {
+ public:
+  virtual ~LedgerStore() = default;
+  // invalid_argument for an empty tx_id or account. Repeating a tx_id is a duplicate no-op.
+  virtual Result<LedgerAppend> append_ledger(const LedgerEntry& entry) = 0;
+  // Sum of the account's entries in millicredits (0 for an unknown account).
+  virtual Result<std::int64_t> balance(const std::string& account_id) = 0;
+  // The account's entries with seq > after_seq, oldest first, at most limit (0 = no limit).
+  virtual Result<std::vector<LedgerEntry>> list_ledger(const std::string& account_id,
+                                                       std::int64_t after_seq, int limit) = 0;
+};
+
+// Control plane: the operator audit log. Append-only.
+class AuditStore {
+ public:
+  virtual ~AuditStore() = default;
+  // Returns the record's id. at_ms 0 = now.
+  virtual Result<std::int64_t> append_audit(const AuditRecord& record) = 0;
+  // Records with id > after_id, oldest first, at most limit (0 = no limit).
+  virtual Result<std::vector<AuditRecord>> list_audit(std::int64_t after_id, int limit) = 0;
+};
+
+enum class Backend { sqlite, postgres };
+std::string_view backend_name(Backend backend);
+
+// Which service's data: with SQLite each service has its own file (<data>/<name>.db); with
+// PostgreSQL they share the database, each using its own tables.
+enum class ServiceName { coordinator, control_plane, portal };
+std::string_view service_file_stem(ServiceName service);  // "coordinator", "control-plane", ...
+
+struct MigrationInfo {
+  int version = 0;
+  std::string name;
+  std::int64_t applied_at_ms = 0;  // 0 = not applied
+};
+
+struct SchemaStatus {
+  int database_version = 0;               // highest applied
+  int binary_version = 0;                 // highest this edgecoder knows
+  std::vector<MigrationInfo> migrations;  // known and applied, by version
+};
+
+class Store : public AgentStore,
+              public TaskStore,
+              public BlacklistStore,
+              public LedgerStore,
+              public AuditStore {
+ public:
+  ~Store() override = default;
+
+  virtual Backend backend() const = 0;
+  // Where the data lives, without secrets: the SQLite file path or the PostgreSQL host/db.
+  virtual std::string describe() const = 0;
+  // True when the database answered recently (PostgreSQL: not in an outage). Cheap; for /ready.
+  virtual bool ready() = 0;
+  virtual Result<SchemaStatus> schema_status() = 0;
+
+  // Runs `fn` on the store's thread pool; the completion resumes on the caller's executor.
+  // From a coroutine, build the awaitable in its own statement, then await it (GCC 12 frees a
+  // closure temporary that owns memory wrongly when it sits inside the co_await expression):
+  //   auto call = store.run([&store, id] { return store.get_task(id); });
+  //   auto status = co_await std::move(call);
+  // Capture by value what the call needs, or by reference objects that outlive the await.
+  template <typename F, typename R = std::invoke_result_t<F&>>
+  boost::asio::awaitable<R> run(F fn) {
+    return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(R)>(
+        [this](auto handler, F f) {
+          using Handler = decltype(handler);
+          auto work = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
+          struct State {
+            Handler handler;
+            F f;
+            decltype(work) guard;
+          };
+          // std::function needs a copyable callable; the handler is move-only.
+          auto state =
+              std::make_shared<State>(State{std::move(handler), std::move(f), std::move(work)});
+          submit([state] {
+            auto result = std::make_shared<R>(state->f());
+            auto ex = state->guard.get_executor();
+            boost::asio::post(ex, [state, result] {
+              std::move(state->handler)(std::move(*result));
+              state->guard.reset();
+            });
+          });
+        },
+        boost::asio::use_awaitable, std::move(fn));
+  }
+
+  // Runs `job` on the store's thread pool (what run() builds on).
+  virtual void submit(std::function<void()> job) = 0;
+};
+
+struct StoreOptions {
+  // SQLite: the data directory (created 0700); the file is <data_dir>/<service>.db (0600).
+  std::filesystem::path data_dir;
+  // PostgreSQL when non-empty: a postgres:// or postgresql:// URI or a libpq keyword DSN.
+  std::string database_url;
+  ServiceName service = ServiceName::coordinator;
+  // Apply pending migrations at open. When false, open fails unless the schema is current.
+  bool migrate = true;
+  int pg_pool_size = 8;  // connections
+  int pg_statement_timeout_ms = 30'000;
+  int pg_connect_timeout_s = 5;
+  int thread_pool_size = 16;  // threads behind run()
+  // Milliseconds since the epoch; tests replace it to move time.
+  std::function<std::int64_t()> clock;
+};
+
+// Opens (and migrates) the store. Errors: unavailable when PostgreSQL cannot be reached or the
+// SQLite file is locked by another process (wire code "store_locked"); conflict when the schema
+// is newer than this binary or the database holds tables not made by these migrations
+// (wire code "schema_mismatch"); internal for I/O failures.
+Result<std::unique_ptr<Store>> open_store(const StoreOptions& options);
+
+// StoreOptions from configuration: EDGECODER_DATA_DIR (config.data_dir), DATABASE_URL,
+// EDGECODER_PG_POOL_SIZE, EDGECODER_PG_STATEMENT_TIMEOUT_MS.
+Result<StoreOptions> store_options(const core::Config& config, ServiceName service);
+Result<std::unique_ptr<Store>> open_store(const core::Config& config, ServiceName service);
+
+// Retention: EDGECODER_RETENTION_DAYS (default 30; 0 = keep forever). Returns the cutoff to pass
+// to TaskStore::prune for `now_ms`, or nullopt when retention is off.
+inline constexpr std::string_view kRetentionDaysSetting = "EDGECODER_RETENTION_DAYS";
+inline constexpr std::int64_t kDefaultRetentionDays = 30;
+Result<std::optional<std::int64_t>> retention_cutoff_ms(const core::Config& config,
+                                                        std::int64_t now_ms);
+
+// The error every backend returns while its database cannot be reached.
+core::Error store_unavailable(std::string detail);
+
+}  // namespace edgecoder::store

@@ -1,0 +1,106 @@
+// Names of the store's enums and the small helpers of the SQL layer.
+#include "store/types.h"
+
+#include <charconv>
+#include <chrono>
+
+#include "store/sql.h"
+#include "store/store.h"
+
+namespace edgecoder::store {
+
+std::string_view approval_name(Approval approval) {
+  switch (approval) {
+    case Approval::pending:
+      return "pending";
+    case Approval::approved:
+      return "approved";
+    case Approval::rejected:
+      return "rejected";
+  }
+  return "pending";
+}
+
+std::optional<Approval> parse_approval(std::string_view name) {
+  for (Approval a : {Approval::pending, Approval::approved, Approval::rejected}) {
+    if (approval_name(a) == name) return a;
+  }
+  return std::nullopt;
+}
+
+std::string_view subtask_state_name(SubtaskState state) {
+  switch (state) {
+    case SubtaskState::held:
+      return "held";
+    case SubtaskState::queued:
+      return "queued";
+    case SubtaskState::leased:
+      return "leased";
+    case SubtaskState::completed:
+      return "completed";
+    case SubtaskState::failed:
+      return "failed";
+  }
+  return "queued";
+}
+
+std::optional<SubtaskState> parse_subtask_state(std::string_view name) {
+  for (SubtaskState s : {SubtaskState::held, SubtaskState::queued, SubtaskState::leased,
+                         SubtaskState::completed, SubtaskState::failed}) {
+    if (subtask_state_name(s) == name) return s;
+  }
+  return std::nullopt;
+}
+
+std::string_view task_state_name(TaskState state) {
+  return state == TaskState::completed ? "completed" : "open";
+}
+
+std::string_view backend_name(Backend backend) {
+  return backend == Backend::sqlite ? "sqlite" : "postgres";
+}
+
+std::string_view service_file_stem(ServiceName service) {
+  switch (service) {
+    case ServiceName::coordinator:
+      return "coordinator";
+    case ServiceName::control_plane:
+      return "control-plane";
+    case ServiceName::portal:
+      return "portal";
+  }
+  return "coordinator";
+}
+
+core::Error store_unavailable(std::string detail) {
+  return core::Error(core::Errc::unavailable, "store_unavailable", std::move(detail));
+}
+
+namespace sql {
+
+std::int64_t Row::i(std::size_t n) const {
+  const Value& v = cols.at(n);
+  if (const auto* iv = std::get_if<std::int64_t>(&v)) return *iv;
+  if (const auto* sv = std::get_if<std::string>(&v)) {
+    std::int64_t out = 0;
+    std::from_chars(sv->data(), sv->data() + sv->size(), out);
+    return out;
+  }
+  return 0;
+}
+
+const std::string& Row::s(std::size_t n) const {
+  static const std::string kEmpty;
+  const Value& v = cols.at(n);
+  if (const auto* sv = std::get_if<std::string>(&v)) return *sv;
+  return kEmpty;
+}
+
+std::int64_t system_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace sql
+}  // namespace edgecoder::store

@@ -1,0 +1,409 @@
+// End-to-end tests of the edgecoder binary: modes and their ports, tokens, busy ports, config
+// precedence and redaction, /metrics through promtool, sd_notify, graceful stop.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <fstream>
+#include <map>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "net/client.h"
+#include "support/child_process.h"
+
+namespace edgecoder {
+namespace {
+
+using testing::ChildOptions;
+using testing::ChildProcess;
+using testing::TempDir;
+using namespace std::chrono_literals;
+
+const std::string kBinary = EDGECODER_BINARY_PATH;
+
+struct Ports {
+  std::uint16_t coordinator = testing::free_port();
+  std::uint16_t inference = testing::free_port();
+  std::uint16_t control = testing::free_port();
+  std::uint16_t ide = testing::free_port();
+  std::uint16_t portal = testing::free_port();
+  std::uint16_t anchor = testing::free_port();
+
+  std::map<std::string, std::string> env() const {
+    return {{"COORDINATOR_PORT", std::to_string(coordinator)},
+            {"INFERENCE_PORT", std::to_string(inference)},
+            {"CONTROL_PLANE_PORT", std::to_string(control)},
+            {"IDE_PROVIDER_PORT", std::to_string(ide)},
+            {"PORTAL_PORT", std::to_string(portal)},
+            {"ANCHOR_PROXY_PORT", std::to_string(anchor)}};
+  }
+  std::vector<std::uint16_t> all() const {
+    return {coordinator, inference, control, ide, portal, anchor};
+  }
+};
+
+class NodeTest : public ::testing::Test {
+ protected:
+  // The environment for a node: its ports, a private data dir, and no /etc env file.
+  std::map<std::string, std::string> node_env(const Ports& ports) {
+    auto env = ports.env();
+    env["EDGECODER_DATA_DIR"] = (dir_.path() / "data").string();
+    env["HOME"] = dir_.path().string();
+    return env;
+  }
+  std::unique_ptr<ChildProcess> start(std::map<std::string, std::string> env,
+                                      std::vector<std::string> args = {}) {
+    ChildOptions options;
+    options.env = std::move(env);
+    options.args = std::move(args);
+    options.output_dir = dir_.path() / "out";
+    return std::make_unique<ChildProcess>(kBinary, std::move(options));
+  }
+  testing::RunResult run(std::map<std::string, std::string> env, std::vector<std::string> args) {
+    ChildOptions options;
+    options.env = std::move(env);
+    options.args = std::move(args);
+    options.output_dir = dir_.path() / "out";
+    return testing::run_to_end(kBinary, std::move(options));
+  }
+  static net::ClientResponse get(std::uint16_t port, const std::string& path,
+                                 net::Headers headers = {}) {
+    net::ClientRequest request;
+    request.url = "http://127.0.0.1:" + std::to_string(port) + path;
+    request.headers = std::move(headers);
+    auto response = net::fetch(std::move(request));
+    EXPECT_TRUE(response.has_value()) << (response ? "" : response.error().detail);
+    return response ? *response : net::ClientResponse{};
+  }
+  static void stop(ChildProcess& child) {
+    child.signal(SIGTERM);
+    auto code = child.wait(30s);
+    ASSERT_TRUE(code.has_value()) << "did not stop after SIGTERM";
+    EXPECT_EQ(*code, 0) << child.stderr_text();
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(NodeTest, AllInOneServesHealthOnItsThreePortsOnly) {
+  Ports ports;
+  auto node = start(node_env(ports));
+  for (auto port : {ports.coordinator, ports.inference, ports.control}) {
+    ASSERT_TRUE(testing::wait_for_port(port, 30s)) << node->stderr_text();
+  }
+  for (auto port : {ports.coordinator, ports.inference, ports.control}) {
+    auto response = get(port, "/health");
+    EXPECT_EQ(response.status, 200);
+    auto body = nlohmann::json::parse(response.body, nullptr, false);
+    EXPECT_EQ(body.value("ok", false), true) << response.body;
+    EXPECT_EQ(get(port, "/ready").status, 200);
+  }
+  for (auto port : {ports.ide, ports.portal, ports.anchor}) {
+    EXPECT_FALSE(testing::port_open(port)) << port;
+  }
+  // The generated secrets are private to the node's user.
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_.path() / "data").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700);
+  ASSERT_EQ(::stat((dir_.path() / "data/secrets/MESH_AUTH_TOKEN").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  stop(*node);
+  std::string token;
+  std::getline(std::ifstream(dir_.path() / "data/secrets/MESH_AUTH_TOKEN"), token);
+  ASSERT_EQ(token.size(), 64u);
+  EXPECT_EQ(node->stderr_text().find(token), std::string::npos) << "a generated token was logged";
+}
+
+TEST_F(NodeTest, EachStandaloneModeListensOnItsOwnPortOnly) {
+  Ports ports;
+  const std::map<std::string, std::uint16_t> modes = {
+      {"coordinator", ports.coordinator}, {"inference", ports.inference},
+      {"control-plane", ports.control},   {"ide-provider", ports.ide},
+      {"portal", ports.portal},           {"anchor-proxy", ports.anchor}};
+  for (const auto& [mode, port] : modes) {
+    auto env = node_env(ports);
+    env["EDGE_RUNTIME_MODE"] = mode;
+    env["MESH_AUTH_TOKEN"] = "mesh-secret-for-tests";
+    env["ADMIN_API_TOKEN"] = "admin-secret-for-tests";
+    env["INFERENCE_AUTH_TOKEN"] = "inference-secret-for-tests";
+    auto node = start(env);
+    ASSERT_TRUE(testing::wait_for_port(port, 30s)) << mode << ": " << node->stderr_text();
+    auto health = nlohmann::json::parse(get(port, "/health").body, nullptr, false);
+    EXPECT_EQ(health.value("ok", false), true) << mode;
+    for (auto other : ports.all()) {
+      if (other != port) {
+        EXPECT_FALSE(testing::port_open(other)) << mode << " opened " << other;
+      }
+    }
+    stop(*node);
+  }
+}
+
+TEST_F(NodeTest, StandaloneModeWithoutItsTokenRefusesAndNamesTheSetting) {
+  Ports ports;
+  const std::map<std::string, std::string> needs = {{"inference", "INFERENCE_AUTH_TOKEN"},
+                                                    {"coordinator", "MESH_AUTH_TOKEN"},
+                                                    {"control-plane", "ADMIN_API_TOKEN"},
+                                                    {"agent", "MESH_AUTH_TOKEN"}};
+  for (const auto& [mode, setting] : needs) {
+    auto env = node_env(ports);
+    env["EDGE_RUNTIME_MODE"] = mode;
+    auto result = run(env, {});
+    EXPECT_NE(result.code, 0) << mode;
+    EXPECT_NE(result.err.find(setting), std::string::npos) << mode << ": " << result.err;
+  }
+}
+
+TEST_F(NodeTest, InsecureDevModeStartsWithoutTokensAndSaysSoLoudly) {
+  Ports ports;
+  auto env = node_env(ports);
+  env["EDGE_RUNTIME_MODE"] = "inference";
+  env["EDGECODER_INSECURE_DEV"] = "1";
+  auto node = start(env);
+  ASSERT_TRUE(testing::wait_for_port(ports.inference, 30s)) << node->stderr_text();
+  auto health = nlohmann::json::parse(get(ports.inference, "/health").body, nullptr, false);
+  EXPECT_EQ(health.value("insecureDev", false), true);
+  stop(*node);
+  EXPECT_NE(node->stderr_text().find("INSECURE"), std::string::npos);
+}
+
+TEST_F(NodeTest, SecondAllInOneExitsOneQuicklyNamingTheBusyPort) {
+  Ports ports;
+  auto first = start(node_env(ports));
+  ASSERT_TRUE(testing::wait_for_port(ports.control, 30s)) << first->stderr_text();
+
+  auto began = std::chrono::steady_clock::now();
+  auto second = start(node_env(ports));
+  auto code = second->wait(20s);
+  auto elapsed = std::chrono::steady_clock::now() - began;
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 1);
+  EXPECT_LT(elapsed, 2s);
+  EXPECT_NE(second->stderr_text().find(std::to_string(ports.coordinator)), std::string::npos)
+      << second->stderr_text();
+  // The first node is unaffected.
+  EXPECT_EQ(get(ports.coordinator, "/health").status, 200);
+  stop(*first);
+}
+
+TEST_F(NodeTest, BusyLastPortLeavesNothingHalfStarted) {
+  Ports ports;
+  // Hold the control-plane port with a plain listener.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(ports.control);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  auto result = run(node_env(ports), {});
+  ::close(fd);
+  EXPECT_EQ(result.code, 1);
+  EXPECT_NE(result.err.find(std::to_string(ports.control)), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("control-plane"), std::string::npos) << result.err;
+  EXPECT_FALSE(testing::port_open(ports.coordinator));
+  EXPECT_FALSE(testing::port_open(ports.inference));
+}
+
+TEST_F(NodeTest, UnknownModeExitsTwoAndListsValidModes) {
+  Ports ports;
+  auto env = node_env(ports);
+  auto result = run(env, {"--mode", "bogus"});
+  EXPECT_EQ(result.code, 2);
+  for (const char* mode : {"all-in-one", "coordinator", "inference", "control-plane",
+                           "ide-provider", "portal", "anchor-proxy", "agent"}) {
+    EXPECT_NE(result.err.find(mode), std::string::npos) << result.err;
+  }
+}
+
+TEST_F(NodeTest, WorkerIsAnAliasOfAgent) {
+  Ports ports;
+  auto env = node_env(ports);
+  env["EDGE_RUNTIME_MODE"] = "worker";
+  env["MESH_AUTH_TOKEN"] = "mesh-secret-for-tests";
+  auto result = run(env, {"config", "show"});
+  EXPECT_EQ(result.code, 0) << result.err;
+  EXPECT_NE(result.out.find("EDGE_RUNTIME_MODE=worker"), std::string::npos) << result.out;
+}
+
+TEST_F(NodeTest, BadSettingExitsNonZeroNamingIt) {
+  Ports ports;
+  auto env = node_env(ports);
+  env["COORDINATOR_PORT"] = "70000";
+  auto result = run(env, {});
+  EXPECT_NE(result.code, 0);
+  EXPECT_NE(result.err.find("COORDINATOR_PORT"), std::string::npos) << result.err;
+}
+
+TEST_F(NodeTest, ConfigShowHonoursPrecedenceAndRedactsSecrets) {
+  Ports ports;
+  auto env = node_env(ports);
+  auto env_file = dir_.path() / "edgecoder.env";
+  std::ofstream(env_file) << "# test env file\nEDGECODER_LOG_LEVEL=debug\nINFERENCE_PORT=4999\n"
+                          << "COORDINATOR_PORT=4998\nADMIN_API_TOKEN=admin-from-env-file\n";
+  env["INFERENCE_PORT"] = "5001";  // environment beats the env file
+  auto secret_file = dir_.path() / "mesh.token";
+  std::ofstream(secret_file) << "mesh-from-file-secret\n";
+  env["MESH_AUTH_TOKEN_FILE"] = secret_file.string();
+  auto creds = dir_.path() / "creds";
+  std::filesystem::create_directories(creds);
+  std::ofstream(creds / "INFERENCE_AUTH_TOKEN") << "inference-from-credential";
+  env["CREDENTIALS_DIRECTORY"] = creds.string();
+
+  auto result = run(
+      env, {"--env-file", env_file.string(), "--set", "COORDINATOR_PORT=5002", "config", "show"});
+  ASSERT_EQ(result.code, 0) << result.err;
+  const auto& out = result.out;
+  EXPECT_NE(out.find("EDGECODER_LOG_LEVEL=debug"), std::string::npos) << out;
+  EXPECT_NE(out.find("INFERENCE_PORT=5001"), std::string::npos) << out;
+  EXPECT_NE(out.find("COORDINATOR_PORT=5002"), std::string::npos) << out;
+  for (const char* secret :
+       {"admin-from-env-file", "mesh-from-file-secret", "inference-from-credential"}) {
+    EXPECT_EQ(out.find(secret), std::string::npos) << secret << " leaked";
+    EXPECT_EQ(result.err.find(secret), std::string::npos) << secret << " leaked";
+  }
+  EXPECT_NE(out.find("MESH_AUTH_TOKEN=<redacted>"), std::string::npos) << out;
+  EXPECT_NE(out.find("INFERENCE_AUTH_TOKEN=<redacted>"), std::string::npos) << out;
+  EXPECT_NE(out.find("ADMIN_API_TOKEN=<redacted>"), std::string::npos) << out;
+  EXPECT_NE(out.find("FEDERATION_TOKEN=<unset>"), std::string::npos) << out;
+  // No server was started by the verb.
+  EXPECT_FALSE(testing::port_open(5002));
+}
+
+TEST_F(NodeTest, TokenShowPrintsTheGeneratedTokenToItsOwner) {
+  Ports ports;
+  auto node = start(node_env(ports));
+  ASSERT_TRUE(testing::wait_for_port(ports.control, 30s)) << node->stderr_text();
+  stop(*node);
+  auto result = run(node_env(ports), {"token", "show", "mesh"});
+  ASSERT_EQ(result.code, 0) << result.err;
+  std::ifstream in(dir_.path() / "data/secrets/MESH_AUTH_TOKEN");
+  std::string stored;
+  std::getline(in, stored);
+  EXPECT_EQ(result.out, stored + "\n");
+  EXPECT_EQ(stored.size(), 64u);
+  auto unknown = run(node_env(ports), {"token", "show", "nobody"});
+  EXPECT_EQ(unknown.code, 2);
+  // A restart keeps the same token (the parts stay wired together).
+  auto again = start(node_env(ports));
+  ASSERT_TRUE(testing::wait_for_port(ports.control, 30s)) << again->stderr_text();
+  stop(*again);
+  EXPECT_EQ(run(node_env(ports), {"token", "show", "mesh"}).out, stored + "\n");
+}
+
+TEST_F(NodeTest, MetricsFromEveryServicePassPromtool) {
+  Ports ports;
+  auto node = start(node_env(ports));
+  for (auto port : {ports.coordinator, ports.inference, ports.control}) {
+    ASSERT_TRUE(testing::wait_for_port(port, 30s)) << node->stderr_text();
+    get(port, "/health");
+    get(port, "/no-such-route");
+    auto metrics = get(port, "/metrics");
+    ASSERT_EQ(metrics.status, 200);
+    EXPECT_NE(metrics.body.find("edgecoder_http_requests_total"), std::string::npos);
+    EXPECT_NE(metrics.body.find("process_resident_memory_bytes"), std::string::npos);
+    EXPECT_NE(metrics.body.find("edgecoder_build_info"), std::string::npos);
+    auto check = testing::run_shell("promtool check metrics", metrics.body);
+    EXPECT_EQ(check.code, 0) << check.out;
+    EXPECT_EQ(check.out, "") << check.out;
+    // Older dashboards ask for JSON.
+    auto json = get(port, "/metrics", {{"Accept", "application/json"}});
+    EXPECT_TRUE(nlohmann::json::parse(json.body, nullptr, false).is_object()) << json.body;
+  }
+  stop(*node);
+}
+
+TEST_F(NodeTest, MetricsTokenGuardsMetricsOnly) {
+  Ports ports;
+  auto env = node_env(ports);
+  env["METRICS_TOKEN"] = "scrape-secret";
+  auto node = start(env);
+  ASSERT_TRUE(testing::wait_for_port(ports.inference, 30s)) << node->stderr_text();
+  EXPECT_EQ(get(ports.inference, "/metrics").status, 401);
+  EXPECT_EQ(get(ports.inference, "/metrics", {{"Authorization", "Bearer wrong"}}).status, 401);
+  EXPECT_EQ(get(ports.inference, "/metrics", {{"Authorization", "Bearer scrape-secret"}}).status,
+            200);
+  EXPECT_EQ(get(ports.inference, "/health").status, 200);
+  stop(*node);
+}
+
+TEST_F(NodeTest, NotifiesSystemdReadyWatchdogAndStopping) {
+  Ports ports;
+  auto socket_path = dir_.path() / "notify.sock";
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  timeval tv{30, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+
+  auto env = node_env(ports);
+  env["NOTIFY_SOCKET"] = socket_path.string();
+  env["WATCHDOG_USEC"] = "200000";
+  auto node = start(env);
+  auto receive = [fd]() {
+    char buf[512];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+  };
+  std::vector<std::string> messages;
+  bool ready = false;
+  bool watchdog = false;
+  while (!(ready && watchdog)) {
+    auto m = receive();
+    ASSERT_FALSE(m.empty()) << "no notification; got so far: " << messages.size();
+    messages.push_back(m);
+    if (m.find("READY=1") != std::string::npos) {
+      ready = true;
+      // READY is sent only once every listener accepts connections.
+      EXPECT_TRUE(testing::port_open(ports.coordinator));
+      EXPECT_TRUE(testing::port_open(ports.control));
+    }
+    watchdog = watchdog || m == "WATCHDOG=1";
+  }
+  node->signal(SIGTERM);
+  bool stopping = false;
+  while (!stopping) {
+    auto m = receive();
+    ASSERT_FALSE(m.empty()) << "no STOPPING=1";
+    stopping = m.find("STOPPING=1") != std::string::npos;
+  }
+  auto code = node->wait(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0);
+  ::close(fd);
+}
+
+TEST_F(NodeTest, SigtermWithIdleKeepAliveConnectionStopsPromptly) {
+  Ports ports;
+  auto node = start(node_env(ports));
+  ASSERT_TRUE(testing::wait_for_port(ports.coordinator, 30s)) << node->stderr_text();
+  // An idle keep-alive connection must not hold the drain until its idle timeout.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(ports.coordinator);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string request = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  char buf[1024];
+  ASSERT_GT(::recv(fd, buf, sizeof buf, 0), 0);
+  node->signal(SIGTERM);
+  auto code = node->wait(8s);  // the drain timeout is 10 s; an idle connection must not use it
+  ASSERT_TRUE(code.has_value()) << node->stderr_text();
+  EXPECT_EQ(*code, 0);
+  ::close(fd);
+}
+
+}  // namespace
+}  // namespace edgecoder

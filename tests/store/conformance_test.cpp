@@ -1,0 +1,616 @@
+// The store conformance suite: written once, run against SQLite (temp dir) and PostgreSQL
+// (a fresh schema of EDGECODER_TEST_PG_DSN).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "store/store.h"
+#include "store/store_test_support.h"
+
+namespace asio = boost::asio;
+
+namespace edgecoder::store {
+namespace {
+
+using testing::StoreHome;
+using testing::TestClock;
+
+std::string backend_param_name(const ::testing::TestParamInfo<Backend>& info) {
+  return std::string(backend_name(info.param));
+}
+
+NewSubtask sub(std::string id, int priority = 50, std::vector<std::string> deps = {},
+               std::string model = "") {
+  NewSubtask s;
+  s.id = std::move(id);
+  s.input = "print('" + s.id + "')";
+  s.priority = priority;
+  s.depends_on = std::move(deps);
+  s.requested_model = std::move(model);
+  s.timeout_ms = 10'000;
+  return s;
+}
+
+NewTask task(std::string id, std::vector<NewSubtask> subs) {
+  NewTask t;
+  t.id = std::move(id);
+  t.submitter = "alice";
+  t.subtasks = std::move(subs);
+  return t;
+}
+
+class StoreConformance : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Backend::postgres && !testing::pg_test_dsn()) {
+      if (testing::pg_unavailable_is_failure()) {
+        FAIL() << "CI=true but EDGECODER_TEST_PG_DSN is not set: PostgreSQL conformance must run";
+      }
+      GTEST_SKIP() << testing::pg_skip_reason();
+    }
+    clock_ = std::make_shared<TestClock>();
+    home_ = std::make_unique<StoreHome>(GetParam(), clock_);
+    auto s = home_->open();
+    ASSERT_TRUE(s) << s.error().detail;
+    store_ = std::move(*s);
+  }
+  void TearDown() override { store_.reset(); }
+
+  Lease claim(const std::string& agent, const std::string& model = "", std::int64_t budget = 0) {
+    ClaimRequest req;
+    req.agent_id = agent;
+    req.active_model = model;
+    req.lease_budget_ms = budget;
+    auto r = store_->claim_next(req);
+    EXPECT_TRUE(r) << r.error().detail;
+    EXPECT_TRUE(r && r->has_value()) << "nothing to claim";
+    return r && r->has_value() ? **r : Lease{};
+  }
+
+  ResultReport report(const Lease& lease, const std::string& agent, bool ok = true) {
+    ResultReport rep;
+    rep.subtask_id = lease.subtask.id;
+    rep.agent_id = agent;
+    rep.attempt = lease.attempt;
+    rep.ok = ok;
+    rep.output = "out-" + lease.subtask.id;
+    rep.duration_ms = 12;
+    return rep;
+  }
+
+  std::shared_ptr<TestClock> clock_;
+  std::unique_ptr<StoreHome> home_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreConformance, AgentsUpsertGetListApproveTouch) {
+  AgentInfo info;
+  info.id = "agent-1";
+  info.os = "debian";
+  info.version = "1.0";
+  info.max_concurrent_tasks = 2;
+  auto a = store_->upsert_agent(info);
+  ASSERT_TRUE(a) << a.error().detail;
+  EXPECT_EQ(a->approval, Approval::pending);
+  EXPECT_EQ(a->registered_at_ms, clock_->now_ms.load());
+  EXPECT_EQ(a->info.max_concurrent_tasks, 2);
+
+  clock_->advance(1000);
+  info.version = "1.1";
+  auto again = store_->upsert_agent(info);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->info.version, "1.1");
+  EXPECT_EQ(again->registered_at_ms, a->registered_at_ms);
+  EXPECT_EQ(again->last_seen_ms, a->last_seen_ms + 1000);
+
+  info.id = "agent-0";
+  ASSERT_TRUE(store_->upsert_agent(info));
+  auto approved = store_->set_approval("agent-1", Approval::approved, "operator");
+  ASSERT_TRUE(approved);
+  EXPECT_EQ(approved->approval, Approval::approved);
+  EXPECT_EQ(approved->approval_actor, "operator");
+
+  auto all = store_->list_agents(std::nullopt, 0);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].info.id, "agent-0");
+  auto only = store_->list_agents(Approval::approved, 0);
+  ASSERT_TRUE(only);
+  ASSERT_EQ(only->size(), 1u);
+  EXPECT_EQ(only->at(0).info.id, "agent-1");
+  auto limited = store_->list_agents(std::nullopt, 1);
+  ASSERT_TRUE(limited);
+  EXPECT_EQ(limited->size(), 1u);
+
+  clock_->advance(500);
+  ASSERT_TRUE(store_->touch_agent("agent-1", "qwen2.5-coder"));
+  auto got = store_->get_agent("agent-1");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->info.active_model, "qwen2.5-coder");
+  EXPECT_EQ(got->last_seen_ms, clock_->now_ms.load());
+  ASSERT_TRUE(store_->touch_agent("agent-1", ""));
+  EXPECT_EQ(store_->get_agent("agent-1")->info.active_model, "qwen2.5-coder");
+
+  EXPECT_EQ(store_->get_agent("nope").error().code, core::Errc::not_found);
+  EXPECT_EQ(store_->touch_agent("nope", "").error().code, core::Errc::not_found);
+  EXPECT_EQ(store_->set_approval("nope", Approval::rejected, "op").error().code,
+            core::Errc::not_found);
+  info.id = "";
+  EXPECT_EQ(store_->upsert_agent(info).error().code, core::Errc::invalid_argument);
+}
+
+TEST_P(StoreConformance, CreateTaskQueuesHoldsAndIsIdempotent) {
+  auto created = store_->create_task(task("t1", {sub("a"), sub("b", 50, {"a"}), sub("c")}));
+  ASSERT_TRUE(created) << created.error().detail;
+  EXPECT_TRUE(created->created);
+  EXPECT_EQ(created->subtask_ids, (std::vector<std::string>{"a", "b", "c"}));
+
+  auto st = store_->get_task("t1");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->state, TaskState::open);
+  EXPECT_EQ(st->submitter, "alice");
+  ASSERT_EQ(st->subtasks.size(), 3u);
+  EXPECT_EQ(st->subtasks[0].state, SubtaskState::queued);
+  EXPECT_EQ(st->subtasks[1].state, SubtaskState::held);
+  EXPECT_EQ(st->subtasks[1].depends_on, (std::vector<std::string>{"a"}));
+  EXPECT_EQ(st->subtasks[2].index, 2);
+
+  auto repeat = store_->create_task(task("t1", {sub("x")}));
+  ASSERT_TRUE(repeat);
+  EXPECT_FALSE(repeat->created);
+  EXPECT_EQ(repeat->subtask_ids, (std::vector<std::string>{"a", "b", "c"}));
+
+  EXPECT_EQ(store_->create_task(task("", {sub("z")})).error().code, core::Errc::invalid_argument);
+  EXPECT_EQ(store_->create_task(task("t2", {})).error().code, core::Errc::invalid_argument);
+  EXPECT_EQ(store_->create_task(task("t2", {sub("z"), sub("z")})).error().code,
+            core::Errc::invalid_argument);
+  EXPECT_EQ(store_->create_task(task("t2", {sub("z", 50, {"elsewhere"})})).error().code,
+            core::Errc::invalid_argument);
+  EXPECT_EQ(store_->create_task(task("t2", {sub("z", 50, {"z"})})).error().code,
+            core::Errc::invalid_argument);
+  // A subtask id taken by another task: conflict, and nothing of t2 remains.
+  auto clash = store_->create_task(task("t2", {sub("q"), sub("a")}));
+  ASSERT_FALSE(clash);
+  EXPECT_EQ(clash.error().code, core::Errc::conflict);
+  EXPECT_EQ(store_->get_task("t2").error().code, core::Errc::not_found);
+  EXPECT_TRUE(store_->create_task(task("t2", {sub("q")}))->created);
+  EXPECT_EQ(store_->get_task("missing").error().code, core::Errc::not_found);
+}
+
+TEST_P(StoreConformance, ClaimOrderAffinityPriorityAge) {
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("old-low", 10), sub("old-high", 90)})));
+  clock_->advance(10);
+  ASSERT_TRUE(store_->create_task(task(
+      "t2", {sub("new-high", 90), sub("model", 1, {}, "qwen"), sub("dep", 99, {"new-high"})})));
+
+  EXPECT_EQ(claim("a1", "qwen").subtask.id, "model");      // affinity beats priority
+  EXPECT_EQ(claim("a1", "llama").subtask.id, "old-high");  // no match: priority, then age
+  EXPECT_EQ(claim("a2").subtask.id, "new-high");
+  EXPECT_EQ(claim("a2").subtask.id, "old-low");
+  auto none = store_->claim_next(ClaimRequest{"a3", "", 0});
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->has_value());  // "dep" is held
+  EXPECT_EQ(store_->claim_next(ClaimRequest{"", "", 0}).error().code, core::Errc::invalid_argument);
+}
+
+TEST_P(StoreConformance, LeaseCarriesAttemptAndExpiry) {
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("a")})));
+  auto lease = claim("agent-1", "", 5'000);
+  EXPECT_EQ(lease.attempt, 1);
+  EXPECT_EQ(lease.subtask.state, SubtaskState::leased);
+  EXPECT_EQ(lease.subtask.holder, "agent-1");
+  EXPECT_EQ(lease.expires_at_ms, clock_->now_ms.load() + 10'000 + 5'000);
+
+  clock_->advance(7'000);
+  auto renewed = store_->renew_leases("agent-1", 5'000);
+  ASSERT_TRUE(renewed);
+  EXPECT_EQ(*renewed, 1);
+  EXPECT_EQ(*store_->renew_leases("agent-2", 5'000), 0);
+  auto st = store_->get_task("t1");
+  EXPECT_EQ(st->subtasks[0].lease_expires_at_ms, clock_->now_ms.load() + 15'000);
+
+  clock_->advance(14'000);
+  auto nothing = store_->expire_leases();
+  ASSERT_TRUE(nothing);
+  EXPECT_EQ(nothing->requeued + nothing->failed, 0);
+}
+
+TEST_P(StoreConformance, ExpiryRequeuesThenFailsPastMaxAttempts) {
+  NewSubtask s = sub("a");
+  s.max_attempts = 2;
+  ASSERT_TRUE(store_->create_task(task("t1", {s, sub("b", 50, {"a"})})));
+  auto first = claim("agent-1");
+  clock_->advance(10'001);
+  auto exp = store_->expire_leases();
+  ASSERT_TRUE(exp);
+  EXPECT_EQ(exp->requeued, 1);
+  EXPECT_EQ(exp->failed, 0);
+  auto st = store_->get_task("t1");
+  EXPECT_EQ(st->subtasks[0].state, SubtaskState::queued);
+  EXPECT_EQ(st->subtasks[0].holder, "");
+  EXPECT_EQ(st->subtasks[0].last_error, "lease expired");
+
+  // The stale holder cannot report any more.
+  auto stale = store_->record_result(report(first, "agent-1"));
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, core::Errc::conflict);
+  EXPECT_EQ(stale.error().wire(), "stale_lease");
+
+  auto second = claim("agent-2");
+  EXPECT_EQ(second.attempt, 2);
+  EXPECT_EQ(store_->record_result(report(first, "agent-1")).error().code, core::Errc::conflict);
+  clock_->advance(10'001);
+  exp = store_->expire_leases();
+  ASSERT_TRUE(exp);
+  EXPECT_EQ(exp->failed, 1);
+  st = store_->get_task("t1");
+  EXPECT_EQ(st->subtasks[0].state, SubtaskState::failed);
+  EXPECT_EQ(st->subtasks[1].state, SubtaskState::queued);  // a failed dependency releases
+  EXPECT_EQ(st->state, TaskState::open);
+
+  auto b = claim("agent-3");
+  ASSERT_TRUE(store_->record_result(report(b, "agent-3")));
+  st = store_->get_task("t1");
+  EXPECT_EQ(st->state, TaskState::completed);
+  EXPECT_EQ(st->completed_at_ms, clock_->now_ms.load());
+}
+
+TEST_P(StoreConformance, RecordResultFencingAndIdempotence) {
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("a"), sub("b", 50, {"a"}), sub("c", 40)})));
+  auto lease = claim("agent-1");
+  ASSERT_EQ(lease.subtask.id, "a");
+
+  ResultReport wrong_agent = report(lease, "agent-2");
+  EXPECT_EQ(store_->record_result(wrong_agent).error().code, core::Errc::conflict);
+  ResultReport wrong_attempt = report(lease, "agent-1");
+  wrong_attempt.attempt = 7;
+  EXPECT_EQ(store_->record_result(wrong_attempt).error().code, core::Errc::conflict);
+  ResultReport missing = report(lease, "agent-1");
+  missing.subtask_id = "nope";
+  EXPECT_EQ(store_->record_result(missing).error().code, core::Errc::not_found);
+
+  auto ok = store_->record_result(report(lease, "agent-1"));
+  ASSERT_TRUE(ok) << ok.error().detail;
+  EXPECT_EQ(*ok, RecordOutcome::accepted);
+  auto dup = store_->record_result(report(lease, "agent-1"));
+  ASSERT_TRUE(dup) << dup.error().detail;
+  EXPECT_EQ(*dup, RecordOutcome::duplicate);
+  ResultReport different = report(lease, "agent-1");
+  different.output = "something else";
+  EXPECT_EQ(store_->record_result(different).error().code, core::Errc::conflict);
+
+  auto res = store_->get_result("a");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->output, "out-a");
+  EXPECT_EQ(res->agent_id, "agent-1");
+  EXPECT_EQ(res->attempt, 1);
+  EXPECT_TRUE(res->ok);
+  EXPECT_EQ(res->duration_ms, 12);
+  EXPECT_EQ(store_->get_result("b").error().code, core::Errc::not_found);
+
+  auto st = store_->get_task("t1");
+  EXPECT_EQ(st->subtasks[0].state, SubtaskState::completed);
+  EXPECT_EQ(st->subtasks[1].state, SubtaskState::queued);  // promoted
+
+  auto b = claim("agent-1");
+  EXPECT_EQ(b.subtask.id, "b");
+  auto c = claim("agent-2");
+  ASSERT_TRUE(store_->record_result(report(c, "agent-2", false)));
+  EXPECT_EQ(store_->get_task("t1")->state, TaskState::open);
+  ASSERT_TRUE(store_->record_result(report(b, "agent-1")));
+  st = store_->get_task("t1");
+  EXPECT_EQ(st->state, TaskState::completed);
+  EXPECT_FALSE(store_->get_result("c")->ok);
+
+  auto events = store_->list_events("t1", 0, 0);
+  ASSERT_TRUE(events);
+  std::vector<std::string> kinds;
+  for (std::size_t i = 0; i < events->size(); ++i) {
+    EXPECT_EQ((*events)[i].id, static_cast<std::int64_t>(i + 1));
+    kinds.push_back((*events)[i].kind);
+  }
+  EXPECT_EQ(kinds,
+            (std::vector<std::string>{"task_created", "subtask_leased", "subtask_result",
+                                      "subtask_queued", "subtask_leased", "subtask_leased",
+                                      "subtask_result", "subtask_result", "task_completed"}));
+}
+
+TEST_P(StoreConformance, PromoteReadyIsANoOpWhenNothingWaits) {
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("a"), sub("b", 50, {"a"})})));
+  EXPECT_EQ(*store_->promote_ready("t1"), 0);
+  auto a = claim("x");
+  ASSERT_TRUE(store_->record_result(report(a, "x")));
+  EXPECT_EQ(*store_->promote_ready("t1"), 0);  // already promoted by record_result
+  EXPECT_EQ(store_->get_task("t1")->subtasks[1].state, SubtaskState::queued);
+}
+
+TEST_P(StoreConformance, EventsAppendListResume) {
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("a")})));
+  auto id = store_->append_event("t1", "progress", R"({"pct":50})");
+  ASSERT_TRUE(id) << id.error().detail;
+  EXPECT_EQ(*id, 2);  // 1 = task_created
+  EXPECT_EQ(*store_->append_event("t1", "progress", R"({"pct":60})"), 3);
+  EXPECT_EQ(store_->append_event("nope", "progress", "{}").error().code, core::Errc::not_found);
+  EXPECT_EQ(store_->append_event("t1", "", "{}").error().code, core::Errc::invalid_argument);
+
+  auto after = store_->list_events("t1", 1, 0);
+  ASSERT_TRUE(after);
+  ASSERT_EQ(after->size(), 2u);
+  EXPECT_EQ(after->at(0).data_json, R"({"pct":50})");
+  EXPECT_EQ(after->at(0).created_at_ms, clock_->now_ms.load());
+  auto one = store_->list_events("t1", 0, 1);
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ(one->at(0).kind, "task_created");
+  EXPECT_TRUE(store_->list_events("t1", 3, 0)->empty());
+  EXPECT_TRUE(store_->list_events("nope", 0, 0)->empty());
+  EXPECT_EQ(store_->get_task("t1")->last_event_id, 3);
+}
+
+TEST_P(StoreConformance, Blacklist) {
+  BlacklistEntry e;
+  e.agent_id = "bad";
+  e.reason_code = "abuse";
+  e.reason = "spam";
+  e.reporter_id = "coord-1";
+  ASSERT_TRUE(store_->put_blacklist(e));
+  e.agent_id = "temp";
+  e.expires_at_ms = clock_->now_ms.load() + 1000;
+  ASSERT_TRUE(store_->put_blacklist(e));
+
+  auto got = store_->get_blacklist("bad");
+  ASSERT_TRUE(got);
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ((*got)->reason, "spam");
+  EXPECT_EQ((*got)->created_at_ms, clock_->now_ms.load());
+  EXPECT_EQ(store_->list_blacklist()->size(), 2u);
+  clock_->advance(1001);
+  EXPECT_FALSE(store_->get_blacklist("temp")->has_value());
+  EXPECT_EQ(store_->list_blacklist()->size(), 1u);
+
+  e.agent_id = "bad";
+  e.reason = "updated";
+  e.expires_at_ms = 0;
+  ASSERT_TRUE(store_->put_blacklist(e));
+  EXPECT_EQ((*store_->get_blacklist("bad"))->reason, "updated");
+  EXPECT_TRUE(*store_->remove_blacklist("bad"));
+  EXPECT_FALSE(*store_->remove_blacklist("bad"));
+  EXPECT_FALSE(store_->get_blacklist("bad")->has_value());
+}
+
+TEST_P(StoreConformance, LedgerAppendOnlyIdempotentBalance) {
+  LedgerEntry e;
+  e.tx_id = "tx1";
+  e.account_id = "acct";
+  e.kind = "earn";
+  e.amount_millicredits = 2500;
+  auto a = store_->append_ledger(e);
+  ASSERT_TRUE(a) << a.error().detail;
+  EXPECT_FALSE(a->duplicate);
+  auto again = store_->append_ledger(e);
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->seq, a->seq);
+  e.tx_id = "tx2";
+  e.kind = "spend";
+  e.amount_millicredits = -1000;
+  auto b = store_->append_ledger(e);
+  ASSERT_TRUE(b);
+  EXPECT_GT(b->seq, a->seq);
+  e.tx_id = "tx3";
+  e.account_id = "other";
+  ASSERT_TRUE(store_->append_ledger(e));
+
+  EXPECT_EQ(*store_->balance("acct"), 1500);
+  EXPECT_EQ(*store_->balance("nobody"), 0);
+  auto list = store_->list_ledger("acct", 0, 0);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ(list->at(0).tx_id, "tx1");
+  EXPECT_EQ(list->at(1).amount_millicredits, -1000);
+  EXPECT_EQ(list->at(1).created_at_ms, clock_->now_ms.load());
+  EXPECT_EQ(store_->list_ledger("acct", a->seq, 0)->size(), 1u);
+  EXPECT_EQ(store_->list_ledger("acct", 0, 1)->size(), 1u);
+  e.tx_id = "";
+  EXPECT_EQ(store_->append_ledger(e).error().code, core::Errc::invalid_argument);
+}
+
+TEST_P(StoreConformance, AuditLog) {
+  AuditRecord rec;
+  rec.actor = "admin";
+  rec.action = "approve_agent";
+  rec.target = "agent-1";
+  auto id1 = store_->append_audit(rec);
+  ASSERT_TRUE(id1);
+  rec.action = "blacklist";
+  auto id2 = store_->append_audit(rec);
+  ASSERT_TRUE(id2);
+  EXPECT_GT(*id2, *id1);
+  auto all = store_->list_audit(0, 0);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ(all->at(0).action, "approve_agent");
+  EXPECT_EQ(all->at(0).at_ms, clock_->now_ms.load());
+  EXPECT_EQ(store_->list_audit(*id1, 0)->size(), 1u);
+  EXPECT_EQ(store_->list_audit(0, 1)->size(), 1u);
+  rec.actor = "";
+  EXPECT_EQ(store_->append_audit(rec).error().code, core::Errc::invalid_argument);
+}
+
+TEST_P(StoreConformance, PruneRemovesOldCompletedTasksKeepsLedgerAndOpenTasks) {
+  ASSERT_TRUE(store_->create_task(task("old", {sub("o1")})));
+  ASSERT_TRUE(store_->create_task(task("open", {sub("p1")})));
+  auto lease = claim("x");
+  ASSERT_EQ(lease.subtask.id, "o1");
+  ASSERT_TRUE(store_->record_result(report(lease, "x")));
+  LedgerEntry e{0, "tx", "acct", "earn", 10, "", "old", 0};
+  ASSERT_TRUE(store_->append_ledger(e));
+  AuditRecord rec;
+  rec.actor = "a";
+  rec.action = "b";
+  ASSERT_TRUE(store_->append_audit(rec));
+
+  clock_->advance(86'400'000);
+  ASSERT_TRUE(store_->create_task(task("recent", {sub("r1")})));
+  auto recent = claim("x");
+  ASSERT_TRUE(store_->record_result(report(recent, "x")));
+
+  auto counts = store_->prune(clock_->now_ms.load() - 1000);
+  ASSERT_TRUE(counts) << counts.error().detail;
+  EXPECT_EQ(counts->tasks, 1);
+  EXPECT_EQ(counts->subtasks, 1);
+  EXPECT_EQ(counts->results, 1);
+  EXPECT_GE(counts->events, 3);
+  EXPECT_EQ(store_->get_task("old").error().code, core::Errc::not_found);
+  EXPECT_EQ(store_->get_result("o1").error().code, core::Errc::not_found);
+  EXPECT_TRUE(store_->get_task("open"));
+  EXPECT_TRUE(store_->get_task("recent"));
+  EXPECT_EQ(*store_->balance("acct"), 10);
+  EXPECT_EQ(store_->list_audit(0, 0)->size(), 1u);
+}
+
+TEST_P(StoreConformance, ConcurrentClaimsLeaseEachSubtaskOnce) {
+  constexpr int kTasks = 20, kPerTask = 5, kThreads = 8;
+  for (int t = 0; t < kTasks; ++t) {
+    std::vector<NewSubtask> subs;
+    for (int s = 0; s < kPerTask; ++s) subs.push_back(sub("s" + std::to_string(t * 10 + s)));
+    ASSERT_TRUE(store_->create_task(task("t" + std::to_string(t), subs)));
+  }
+  std::mutex mu;
+  std::multiset<std::string> seen;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      std::string agent = "agent-" + std::to_string(i);
+      for (;;) {
+        auto r = store_->claim_next(ClaimRequest{agent, "", 0});
+        if (!r) {
+          ++errors;
+          return;
+        }
+        if (!r->has_value()) return;
+        const Lease& lease = **r;
+        ResultReport rep;
+        rep.subtask_id = lease.subtask.id;
+        rep.agent_id = agent;
+        rep.attempt = lease.attempt;
+        rep.ok = true;
+        rep.output = lease.subtask.id;
+        auto rec = store_->record_result(rep);
+        if (!rec || *rec != RecordOutcome::accepted) ++errors;
+        std::lock_guard lock(mu);
+        seen.insert(lease.subtask.id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(kTasks * kPerTask));
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size());
+  for (int t = 0; t < kTasks; ++t) {
+    auto st = store_->get_task("t" + std::to_string(t));
+    ASSERT_TRUE(st);
+    EXPECT_EQ(st->state, TaskState::completed) << st->id;
+  }
+}
+
+TEST_P(StoreConformance, ConcurrentWritersLedgerAndEvents) {
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("a")})));
+  constexpr int kThreads = 16, kEach = 25;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      for (int n = 0; n < kEach; ++n) {
+        LedgerEntry e;
+        e.tx_id = "tx-" + std::to_string(i) + "-" + std::to_string(n);
+        e.account_id = "acct-" + std::to_string(i % 4);
+        e.kind = "earn";
+        e.amount_millicredits = 1;
+        if (!store_->append_ledger(e)) ++errors;
+        if (!store_->append_event("t1", "tick", "{}")) ++errors;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  std::int64_t total = 0;
+  for (int a = 0; a < 4; ++a) total += *store_->balance("acct-" + std::to_string(a));
+  EXPECT_EQ(total, kThreads * kEach);
+  auto events = store_->list_events("t1", 0, 0);
+  ASSERT_TRUE(events);
+  ASSERT_EQ(events->size(), static_cast<std::size_t>(kThreads * kEach + 1));
+  for (std::size_t i = 0; i < events->size(); ++i) {
+    EXPECT_EQ((*events)[i].id, static_cast<std::int64_t>(i + 1));
+  }
+}
+
+TEST_P(StoreConformance, ConcurrentCreateOfTheSameTaskCreatesItOnce) {
+  std::atomic<int> created{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      auto r = store_->create_task(task("same", {sub("x"), sub("y")}));
+      if (!r) {
+        ++errors;
+      } else if (r->created) {
+        ++created;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(created.load(), 1);
+}
+
+asio::awaitable<void> conformance_run_coroutine(Store* store, std::thread::id loop_thread,
+                                                bool* resumed_on_loop, std::string* task_state) {
+  std::string id = "co-task-with-a-long-enough-id-to-live-on-the-heap";
+  // The documented pattern: the awaitable is built in its own statement (GCC 12 rule).
+  auto create = store->run([store, id] { return store->create_task(task(id, {sub("c")})); });
+  auto created = co_await std::move(create);
+  *resumed_on_loop = created.has_value() && std::this_thread::get_id() == loop_thread;
+  auto get = store->run([store, id] { return store->get_task(id); });
+  auto st = co_await std::move(get);
+  *resumed_on_loop = *resumed_on_loop && std::this_thread::get_id() == loop_thread;
+  *task_state = st ? std::string(task_state_name(st->state)) : st.error().detail;
+}
+
+TEST_P(StoreConformance, RunFromACoroutineResumesOnTheCallersExecutor) {
+  asio::io_context io;
+  bool resumed_on_loop = false;
+  std::string state;
+  asio::co_spawn(
+      io,
+      conformance_run_coroutine(store_.get(), std::this_thread::get_id(), &resumed_on_loop, &state),
+      asio::detached);
+  io.run();
+  EXPECT_TRUE(resumed_on_loop);
+  EXPECT_EQ(state, "open");
+}
+
+TEST_P(StoreConformance, ReadyAndDescribe) {
+  EXPECT_TRUE(store_->ready());
+  EXPECT_EQ(store_->backend(), GetParam());
+  EXPECT_FALSE(store_->describe().empty());
+  auto st = store_->schema_status();
+  ASSERT_TRUE(st) << st.error().detail;
+  EXPECT_EQ(st->database_version, st->binary_version);
+  ASSERT_FALSE(st->migrations.empty());
+  EXPECT_GT(st->migrations[0].applied_at_ms, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance,
+                         ::testing::Values(Backend::sqlite, Backend::postgres), backend_param_name);
+
+}  // namespace
+}  // namespace edgecoder::store
