@@ -32,8 +32,15 @@ struct SettingSpec {
 std::span<const SettingSpec> known_settings();
 const SettingSpec* find_setting(std::string_view name);
 
-enum class Source { default_value, env_file, environment, command_line, secret_file, credential,
-                    generated };
+enum class Source {
+  default_value,
+  env_file,
+  environment,
+  command_line,
+  secret_file,
+  credential,
+  generated
+};
 std::string_view source_name(Source source);
 
 struct LoadOptions {
@@ -82,8 +89,16 @@ class Settings {
   std::optional<std::filesystem::path> env_file_used_;
 };
 
-enum class Mode { all_in_one, coordinator, inference, control_plane, ide_provider, portal,
-                  anchor_proxy, agent };
+enum class Mode {
+  all_in_one,
+  coordinator,
+  inference,
+  control_plane,
+  ide_provider,
+  portal,
+  anchor_proxy,
+  agent
+};
 // Accepts the canonical names and the `worker` alias.
 std::optional<Mode> parse_mode(std::string_view name);
 std::string_view mode_name(Mode mode);

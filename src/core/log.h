@@ -33,7 +33,8 @@ struct Field {
   Field(std::string_view k, const char* v) : key(k), value(v ? v : "") {}
   Field(std::string_view k, const std::string& v) : key(k), value(v) {}
   Field(std::string_view k, bool v) : key(k), value(v ? "true" : "false") {}
-  template <typename T, std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, bool>, int> = 0>
+  template <typename T,
+            std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, bool>, int> = 0>
   Field(std::string_view k, T v) : key(k), value(std::to_string(v)) {}
 };
 
@@ -41,16 +42,20 @@ struct Field {
 void write(Level level, std::string_view subsystem, std::string_view event,
            std::initializer_list<Field> fields = {});
 
-inline void debug(std::string_view sub, std::string_view event, std::initializer_list<Field> f = {}) {
+inline void debug(std::string_view sub, std::string_view event,
+                  std::initializer_list<Field> f = {}) {
   write(Level::debug, sub, event, f);
 }
-inline void info(std::string_view sub, std::string_view event, std::initializer_list<Field> f = {}) {
+inline void info(std::string_view sub, std::string_view event,
+                 std::initializer_list<Field> f = {}) {
   write(Level::info, sub, event, f);
 }
-inline void warn(std::string_view sub, std::string_view event, std::initializer_list<Field> f = {}) {
+inline void warn(std::string_view sub, std::string_view event,
+                 std::initializer_list<Field> f = {}) {
   write(Level::warn, sub, event, f);
 }
-inline void error(std::string_view sub, std::string_view event, std::initializer_list<Field> f = {}) {
+inline void error(std::string_view sub, std::string_view event,
+                  std::initializer_list<Field> f = {}) {
   write(Level::error, sub, event, f);
 }
 
