@@ -66,7 +66,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     used += n;
   }
-  if (!ec && !parser.is_done()) {
+  if (!ec && !parser.is_done() && parser.got_some()) {  // put_eof needs some input
     parser.put_eof(ec);
   }
   if (ec || !parser.is_done()) {
