@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "app/secrets.h"
+#include "app/services.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -28,6 +29,7 @@ namespace {
 
 struct Listener {
   core::Service service;
+  MountedService mounted;
   std::unique_ptr<net::HttpServer> server;
 };
 
@@ -52,6 +54,9 @@ class Shutdown {
     core::log::info("app", "stopping", {{"signal", signal_number}});
     core::sd_notify("STOPPING=1");
     for (auto& l : listeners_) {
+      if (l.mounted.on_drain) {
+        l.mounted.on_drain();
+      }
       l.server->shutdown();
     }
     deadline_ = std::chrono::steady_clock::now() + drain_timeout_;
@@ -152,16 +157,24 @@ int run_node(core::Config config) {
   std::vector<Listener> listeners;
   for (core::Service service : core::services_for(config.mode)) {
     net::Router router;
+    auto mounted = mount_service(service, config, io, router, registry);
+    if (!mounted) {
+      std::fprintf(stderr, "edgecoder: cannot start %.*s: %s\n",
+                   static_cast<int>(core::service_name(service).size()),
+                   core::service_name(service).data(), mounted.error().detail.c_str());
+      return 1;
+    }
     net::StandardRoutes standard;
     standard.service = std::string(core::service_name(service));
     standard.metrics = &registry;
     standard.metrics_token = config.settings.get_or("METRICS_TOKEN", "");
     standard.insecure_dev = config.insecure_dev;
     standard.draining = draining;
+    standard.ready_check = mounted->ready_check;
     net::add_standard_routes(router, std::move(standard));
-    listeners.push_back(
-        {service, std::make_unique<net::HttpServer>(io, server_options(config, service),
-                                                    std::move(router), &registry)});
+    auto server = std::make_unique<net::HttpServer>(io, server_options(config, service),
+                                                    std::move(router), &registry);
+    listeners.push_back({service, std::move(*mounted), std::move(server)});
   }
 
   // Bind everything first: a busy port stops the process before anything serves.

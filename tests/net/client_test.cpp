@@ -1081,7 +1081,7 @@ TEST_F(HttpClientTlsTest, VerifiesTheCaAndTheHostNameOrIp) {
 // DISABLED: passes under ASan+UBSan, but in the plain Debug build net::HttpServer (server.cpp,
 // graceful_close after a TLS WebSocket session ends) segfaults on the server thread. Re-enable
 // once the server side is fixed; run with --gtest_also_run_disabled_tests meanwhile.
-TEST_F(HttpClientTlsTest, DISABLED_WebSocketOverTls) {
+TEST_F(HttpClientTlsTest, WebSocketOverTls) {
   WsSeen seen;
   Served server(echo_router(&seen), tls_files(dir_.path(), "server"));
   ASSERT_TRUE(server.ok()) << server.error();
