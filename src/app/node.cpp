@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -152,7 +153,15 @@ int run_node(core::Config config) {
   const int threads = config.threads > 0
                           ? config.threads
                           : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
-  asio::io_context io(threads);
+  // One io_context per thread: `io` (this thread) runs signals, timers, accept loops and the
+  // services' own work; connections are spread over all of them so a request never hops threads.
+  asio::io_context io(1);
+  std::vector<std::unique_ptr<asio::io_context>> extra_loops;
+  std::vector<asio::io_context*> connection_loops = {&io};
+  for (int i = 1; i < threads; ++i) {
+    extra_loops.push_back(std::make_unique<asio::io_context>(1));
+    connection_loops.push_back(extra_loops.back().get());
+  }
 
   std::vector<Listener> listeners;
   for (core::Service service : core::services_for(config.mode)) {
@@ -174,6 +183,7 @@ int run_node(core::Config config) {
     net::add_standard_routes(router, std::move(standard));
     auto server = std::make_unique<net::HttpServer>(io, server_options(config, service),
                                                     std::move(router), &registry);
+    server->spread_connections(connection_loops);
     listeners.push_back({service, std::move(*mounted), std::move(server)});
   }
 
@@ -230,10 +240,15 @@ int run_node(core::Config config) {
   core::sd_notify("READY=1\nSTATUS=serving");
 
   std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) {
-    pool.emplace_back([&io] { io.run(); });
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
+  for (auto& loop : extra_loops) {
+    keep_running.push_back(asio::make_work_guard(*loop));
+    pool.emplace_back([l = loop.get()] { l->run(); });
   }
   io.run();
+  for (auto& loop : extra_loops) {
+    loop->stop();
+  }
   for (auto& t : pool) {
     t.join();
   }

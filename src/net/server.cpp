@@ -112,7 +112,16 @@ struct ServerCore {
   std::string overloaded_response;
 
   asio::any_io_executor acceptor_strand;
-  tcp::acceptor acceptor;  // on acceptor_strand once started
+  tcp::acceptor acceptor;                 // on acceptor_strand once started
+  std::vector<asio::io_context*> spread;  // set before start(); empty = serve on `io`
+  std::size_t next_context = 0;           // on acceptor_strand
+
+  asio::io_context& context_for_next_connection() {
+    if (spread.empty()) {
+      return io;
+    }
+    return *spread[next_context++ % spread.size()];
+  }
 
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> active{0};     // connections being served (not 503 answers)
@@ -838,7 +847,7 @@ asio::awaitable<void> server_reject(std::shared_ptr<ServerCore> core, tcp::socke
 
 asio::awaitable<void> server_accept_loop(std::shared_ptr<ServerCore> core) {
   for (;;) {
-    asio::any_io_executor strand = asio::make_strand(core->io);
+    asio::any_io_executor strand = asio::make_strand(core->context_for_next_connection());
     auto [ec, socket] = co_await core->acceptor.async_accept(strand, kServerTuple);
     if (core->stopping.load() || ec == asio::error::operation_aborted ||
         !core->acceptor.is_open()) {
@@ -937,6 +946,10 @@ core::Result<std::uint16_t> HttpServer::listen() {
   }
   c.port = c.acceptor.local_endpoint(ec).port();
   return c.port;
+}
+
+void HttpServer::spread_connections(std::vector<asio::io_context*> contexts) {
+  impl_->spread = std::move(contexts);
 }
 
 void HttpServer::start() {

@@ -4,7 +4,8 @@
 // desktop app origins (preflight answered before any middleware/auth), chunked streaming
 // responses, WebSocket upgrade, per-route metrics, and graceful drain on stop.
 // Thread-safety: listen()/start()/shutdown() from one thread; connections run on strands of the
-// io_context, which may be run by several threads — handlers must be thread-safe.
+// io_context (or of the contexts given to spread_connections()), which may be run by several
+// threads — handlers must be thread-safe.
 #pragma once
 
 #include <chrono>
@@ -53,6 +54,12 @@ class HttpServer {
   // bound port. Errors: Errc::conflict when the address is in use, Errc::invalid_argument for a
   // bad address or TLS files.
   core::Result<std::uint16_t> listen();
+  // Serves accepted connections on these io_contexts, round-robin, instead of the one given to
+  // the constructor. Each is meant to be run by exactly one thread: a connection then never
+  // changes threads, which saves a cross-thread wake-up per request. Call before start(); the
+  // contexts must outlive the server.
+  void spread_connections(std::vector<asio::io_context*> contexts);
+
   // Starts accepting connections on the io_context.
   void start();
   // Stops accepting, closes idle keep-alive connections, and lets requests in flight finish

@@ -17,12 +17,14 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -708,6 +710,53 @@ TEST(HttpServerTest, TenThousandKeepAliveRequestsOnOneConnection) {
       registry.gauge("edgecoder_http_connections_active", "Open HTTP connections per listener",
                      {{"service", "keepalive"}});
   EXPECT_EQ(connections.value(), 1.0);
+}
+
+TEST(HttpServerTest, SpreadConnectionsServeEachConnectionOnOneLoopAndUseThemAll) {
+  // Two io_contexts, one thread each, as the node runs them.
+  asio::io_context accept_io(1);
+  asio::io_context second_io(1);
+  Router router;
+  router.add_sync("GET", "/thread", [](const Request&) {
+    return Response::text(200,
+                          std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id())));
+  });
+  HttpServer server(accept_io, ServerOptions{}, std::move(router), nullptr);
+  server.spread_connections({&accept_io, &second_io});
+  ASSERT_TRUE(server.listen());
+  server.start();
+  auto guard_a = asio::make_work_guard(accept_io);
+  auto guard_b = asio::make_work_guard(second_io);
+  std::thread ta([&] { accept_io.run(); });
+  std::thread tb([&] { second_io.run(); });
+
+  std::set<std::string> all_threads;
+  for (int c = 0; c < 4; ++c) {
+    RawClient client(server.port());
+    ASSERT_TRUE(client.connected());
+    std::set<std::string> seen;
+    for (int i = 0; i < 20; ++i) {
+      auto r = client.get("/thread");
+      ASSERT_TRUE(r);
+      ASSERT_EQ(r->status, 200);
+      seen.insert(r->body);
+    }
+    EXPECT_EQ(seen.size(), 1u) << "connection " << c << " changed threads";
+    all_threads.insert(seen.begin(), seen.end());
+  }
+  EXPECT_EQ(all_threads.size(), 2u) << "connections were not spread over both loops";
+
+  server.shutdown();
+  guard_a.reset();
+  guard_b.reset();
+  const auto deadline = Clock::now() + kWait;
+  while (server.active_connections() != 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  accept_io.stop();
+  second_io.stop();
+  ta.join();
+  tb.join();
 }
 
 TEST(HttpServerTest, Http10GetsAnAnswerThenClose) {
