@@ -6,6 +6,10 @@
 //   store_bench [--backend sqlite|postgres] [--dsn "host=... dbname=..."] [--dir /tmp]
 //               [--seconds 3] [--runs 5] [--writers 1,16,64] [--op ledger|task]
 //               [--pg-pool N]   (default: the store's default pool size, 8)
+//               [--callers threads|coroutines]
+// --callers threads (default): each writer is an OS thread making blocking store calls.
+// --callers coroutines: each writer is a coroutine on one event-loop thread awaiting
+// Store::run_write(), which is how the services call the store.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -17,6 +21,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include "store/sql.h"
 #include "store/store.h"
@@ -35,6 +43,7 @@ struct BenchArgs {
   std::vector<int> writers = {1, 16, 64};
   std::string op = "ledger";
   int pg_pool = 0;  // 0 = the store's default
+  std::string callers = "threads";
 };
 
 std::string bench_random_name() {
@@ -42,8 +51,8 @@ std::string bench_random_name() {
   return "bench_" + std::to_string(rng() % 1'000'000'000);
 }
 
-// One write of the chosen kind; true when acknowledged.
-bool bench_write(Store& store, const std::string& op, int thread, long n) {
+// One write of the chosen kind.
+edgecoder::core::Result<void> bench_write(Store& store, const std::string& op, int thread, long n) {
   std::string id = std::to_string(thread) + "-" + std::to_string(n);
   if (op == "task") {
     edgecoder::store::NewTask t;
@@ -52,14 +61,33 @@ bool bench_write(Store& store, const std::string& op, int thread, long n) {
     s.id = "s" + id;
     s.input = "print(1)";
     t.subtasks.push_back(s);
-    return store.create_task(t).has_value();
+    auto r = store.create_task(t);
+    if (!r) return r.error();
+    return {};
   }
   edgecoder::store::LedgerEntry e;
   e.tx_id = "tx" + id;
   e.account_id = "acct-" + std::to_string(thread % 16);
   e.kind = "earn";
   e.amount_millicredits = 1000;
-  return store.append_ledger(e).has_value();
+  auto r = store.append_ledger(e);
+  if (!r) return r.error();
+  return {};
+}
+
+boost::asio::awaitable<void> bench_coroutine_writer(Store& store, std::string op, int t,
+                                                    std::atomic<bool>& stop,
+                                                    std::atomic<long>& acked,
+                                                    std::atomic<long>& failed) {
+  for (long n = 0; !stop; ++n) {
+    auto call = store.run_write([&store, &op, t, n] { return bench_write(store, op, t, n); });
+    auto result = co_await std::move(call);
+    if (result) {
+      ++acked;
+    } else {
+      ++failed;
+    }
+  }
 }
 
 double bench_run(const BenchArgs& args, int writers) {
@@ -92,7 +120,18 @@ double bench_run(const BenchArgs& args, int writers) {
     std::atomic<bool> go{false}, stop{false};
     std::atomic<long> acked{0}, failed{0};
     std::vector<std::thread> threads;
-    for (int t = 0; t < writers; ++t) {
+    boost::asio::io_context io(1);
+    if (args.callers == "coroutines") {
+      for (int t = 0; t < writers; ++t) {
+        boost::asio::co_spawn(io, bench_coroutine_writer(store, args.op, t, stop, acked, failed),
+                              boost::asio::detached);
+      }
+      threads.emplace_back([&] {
+        while (!go) std::this_thread::yield();
+        io.run();
+      });
+    }
+    for (int t = 0; args.callers == "threads" && t < writers; ++t) {
       threads.emplace_back([&, t] {
         while (!go) std::this_thread::yield();
         long mine = 0;
@@ -140,6 +179,7 @@ int main(int argc, char** argv) {
     if (flag == "--runs") args.runs = std::atoi(value.c_str());
     if (flag == "--op") args.op = value;
     if (flag == "--pg-pool") args.pg_pool = std::atoi(value.c_str());
+    if (flag == "--callers") args.callers = value;
     if (flag == "--writers") {
       args.writers.clear();
       std::stringstream ss(value);
@@ -151,8 +191,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--backend postgres needs --dsn\n");
     return 2;
   }
-  std::printf("backend=%s op=%s seconds=%.1f runs=%d\n", args.backend.c_str(), args.op.c_str(),
-              args.seconds, args.runs);
+  if (args.callers != "threads" && args.callers != "coroutines") {
+    std::fprintf(stderr, "--callers is threads or coroutines\n");
+    return 2;
+  }
+  std::printf("backend=%s op=%s callers=%s seconds=%.1f runs=%d\n", args.backend.c_str(),
+              args.op.c_str(), args.callers.c_str(), args.seconds, args.runs);
   for (int writers : args.writers) {
     std::vector<double> rates;
     for (int r = 0; r < args.runs; ++r) {

@@ -10,6 +10,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -206,15 +209,46 @@ class PgSessionImpl final : public PgSession {
   std::unique_ptr<PgConn> conn_;
 };
 
+// One write waiting for a batch: a blocking caller's job (job set; the caller waits on cv) or
+// a batched call (call set; `committed` is called instead).
+struct PgPendingWrite {
+  const Job* job = nullptr;
+  std::function<void()> call;
+  std::function<void(core::Result<void>)> committed;
+  core::Result<void> result;  // written by the batcher before done
+  std::mutex mu;
+  std::condition_variable cv;  // wakes only this caller
+  bool done = false;           // guarded by mu
+};
+
+class PgDb;
+// Set on a batcher thread while it runs a batched call: that call's write()s join the batch's
+// transaction on this connection.
+thread_local PgDb* tl_pg_batching_db = nullptr;
+thread_local PgConn* tl_pg_batching_conn = nullptr;
+
+// Writes are group-committed: batcher threads (half the pool's connections) each take what is
+// queued, run it in one transaction with a savepoint per job, and commit once — so concurrent
+// writes share a WAL flush instead of paying one each.
 class PgDb final : public Db {
  public:
   explicit PgDb(PgOptions options)
       : options_(std::move(options)),
         pool_(static_cast<std::size_t>(std::max(1, options_.thread_pool_size))) {
     reconnect_thread_ = std::thread([this] { reconnect_loop(); });
+    const int batchers = std::max(1, options_.pool_size / 2);
+    for (int i = 0; i < batchers; ++i) {
+      batcher_threads_.emplace_back([this] { batcher_loop(); });
+    }
   }
 
   ~PgDb() override {
+    {
+      std::lock_guard lock(wq_mu_);
+      wq_stopping_ = true;
+    }
+    wq_cv_.notify_all();
+    for (auto& t : batcher_threads_) t.join();
     {
       std::lock_guard lock(mu_);
       stopping_ = true;
@@ -238,9 +272,140 @@ class PgDb final : public Db {
   core::Result<void> read(const Job& job) override {
     return run(job, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
   }
-  core::Result<void> write(const Job& job) override { return run(job, "BEGIN"); }
+  core::Result<void> write(const Job& job) override {
+    if (tl_pg_batching_db == this) return run_in_savepoint(*tl_pg_batching_conn, job);
+    auto pending = std::make_shared<PgPendingWrite>();
+    pending->job = &job;
+    if (!enqueue(pending)) {
+      return core::Error(core::Errc::unavailable, "store_unavailable", "closing");
+    }
+    std::unique_lock lock(pending->mu);
+    pending->cv.wait(lock, [&] { return pending->done; });
+    return std::move(pending->result);
+  }
+
+  void submit_batched(std::function<void()> call,
+                      std::function<void(core::Result<void>)> committed) override {
+    auto pending = std::make_shared<PgPendingWrite>();
+    pending->call = std::move(call);
+    pending->committed = std::move(committed);
+    if (!enqueue(pending)) {
+      pending->committed(core::Error(core::Errc::unavailable, "store_unavailable", "closing"));
+    }
+  }
 
  private:
+  static constexpr std::size_t kPgMaxBatch = 256;  // jobs per transaction
+
+  bool enqueue(std::shared_ptr<PgPendingWrite> pending) {
+    {
+      std::lock_guard lock(wq_mu_);
+      if (wq_stopping_) return false;
+      wq_.push_back(std::move(pending));
+    }
+    wq_cv_.notify_one();
+    return true;
+  }
+
+  void batcher_loop() {
+    std::vector<std::shared_ptr<PgPendingWrite>> batch;
+    for (;;) {
+      {
+        std::unique_lock lock(wq_mu_);
+        wq_cv_.wait(lock, [&] { return wq_stopping_ || !wq_.empty(); });
+        if (wq_.empty()) return;  // stopping and drained
+        while (!wq_.empty() && batch.size() < kPgMaxBatch) {
+          batch.push_back(std::move(wq_.front()));
+          wq_.pop_front();
+        }
+      }
+      run_batch(batch);
+      for (auto& p : batch) {
+        if (p->committed) {
+          p->committed(std::move(p->result));
+          continue;
+        }
+        {
+          std::lock_guard lock(p->mu);
+          p->done = true;
+        }
+        p->cv.notify_one();
+      }
+      batch.clear();
+    }
+  }
+
+  // One transaction for the whole batch; each job in its own savepoint so a failing job leaves
+  // the others intact. On a failed BEGIN or COMMIT every job gets that error.
+  void run_batch(std::vector<std::shared_ptr<PgPendingWrite>>& batch) {
+    auto fail_all = [&](const core::Error& e) {
+      for (auto& p : batch) p->result = e;
+    };
+    auto conn = acquire();
+    if (!conn) return fail_all(conn.error());
+    auto b = (*conn)->exec_text("BEGIN");
+    if (!b && (*conn)->bad()) {
+      // A pooled connection the server dropped (restart): one fresh try.
+      release(std::move(*conn), true);
+      conn = acquire();
+      if (!conn) return fail_all(conn.error());
+      b = (*conn)->exec_text("BEGIN");
+    }
+    PgConn& tx = **conn;
+    if (!b) {
+      fail_all(b.error());
+      release(std::move(*conn), tx.bad());
+      return;
+    }
+    for (auto& p : batch) {
+      if (p->job != nullptr) {
+        p->result = run_in_savepoint(tx, *p->job);
+        continue;
+      }
+      tl_pg_batching_db = this;
+      tl_pg_batching_conn = &tx;
+      try {
+        p->call();
+      } catch (const std::exception& e) {
+        core::log::error("store", "batched_call_exception", {{"what", e.what()}});
+      }
+      tl_pg_batching_db = nullptr;
+      tl_pg_batching_conn = nullptr;
+    }
+    auto c = tx.exec_text("COMMIT");
+    if (!c) {
+      for (auto& p : batch) {
+        if (p->result) p->result = c.error();
+      }
+      // A batched call's own result is replaced by the commit error in Store::run_write().
+    }
+    const bool broken = tx.bad();
+    release(std::move(*conn), broken);
+  }
+
+  // Retries a job that lost a deadlock or serialization race, within its savepoint.
+  static core::Result<void> run_in_savepoint(PgConn& tx, const Job& job) {
+    for (int attempt = 0;; ++attempt) {
+      if (auto r = tx.exec_text("SAVEPOINT job"); !r) return r.error();
+      core::Result<void> result;
+      try {
+        result = job(tx);
+      } catch (const std::exception& e) {
+        result = core::Error(core::Errc::internal, e.what());
+      }
+      if (result) {
+        if (auto r = tx.exec_text("RELEASE SAVEPOINT job"); !r) return r.error();
+        return result;
+      }
+      if (tx.bad()) return result;
+      const bool retry = pg_retryable(tx.last_sqlstate()) && attempt < kPgMaxTxRetries;
+      if (auto r = tx.exec_text("ROLLBACK TO SAVEPOINT job"); !r) return r.error();
+      (void)tx.exec_text("RELEASE SAVEPOINT job");
+      if (!retry) return result;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1 << std::min(attempt, 5)));
+    }
+  }
+
   core::Result<void> run(const Job& job, const char* begin) {
     for (int attempt = 0;; ++attempt) {
       auto conn = acquire();
@@ -398,6 +563,13 @@ class PgDb final : public Db {
   std::string last_error_;                     // guarded by mu_
   bool stopping_ = false;                      // guarded by mu_
   std::thread reconnect_thread_;
+
+  // Writes waiting for a batcher.
+  std::mutex wq_mu_;
+  std::condition_variable wq_cv_;                   // guarded by wq_mu_
+  std::deque<std::shared_ptr<PgPendingWrite>> wq_;  // guarded by wq_mu_
+  bool wq_stopping_ = false;                        // guarded by wq_mu_
+  std::vector<std::thread> batcher_threads_;
 };
 
 }  // namespace

@@ -58,6 +58,17 @@ class Db {
   virtual bool ready() = 0;
   virtual std::string describe() const = 0;
   virtual void submit(std::function<void()> task) = 0;
+  // Runs `call` where its writes group-commit best, then calls `committed` once what it wrote
+  // is durable (with the shared commit's error if that failed). SQLite: on the writer thread,
+  // inside the batch being built, so every write() the call makes joins that transaction and no
+  // thread blocks per caller. Default: on the pool, where each write() commits by itself.
+  virtual void submit_batched(std::function<void()> call,
+                              std::function<void(core::Result<void>)> committed) {
+    submit([call = std::move(call), committed = std::move(committed)] {
+      call();
+      committed({});
+    });
+  }
 };
 
 // ---- SQLite backend (sqlite_db.cpp) ----

@@ -124,6 +124,10 @@ class SqlStore final : public Store {
   std::string describe() const override { return db_->describe(); }
   bool ready() override { return db_->ready(); }
   void submit(std::function<void()> job) override { db_->submit(std::move(job)); }
+  void submit_batched(std::function<void()> call,
+                      std::function<void(core::Result<void>)> committed) override {
+    db_->submit_batched(std::move(call), std::move(committed));
+  }
 
   Result<SchemaStatus> schema_status() override {
     Result<SchemaStatus> out = core::Error(core::Errc::internal, "unset");

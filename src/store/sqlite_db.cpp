@@ -263,15 +263,23 @@ core::Result<void> sqlite_backup(const std::filesystem::path& source,
 
 namespace {
 
-// One pending write handed to the writer thread. Shared by the caller and the writer so the
-// writer can signal after unlocking (the woken caller does not then block on a held mutex).
+// One unit of work for the writer thread: either a blocking caller's job (job set; the caller
+// waits on cv) or a batched call (call set; `committed` is called instead of waking anyone).
+// Shared by the caller and the writer so the writer can signal after unlocking.
 struct SqlitePendingWrite {
   const Job* job = nullptr;
+  std::function<void()> call;
+  std::function<void(core::Result<void>)> committed;
   core::Result<void> result;  // written by the writer before done
   std::mutex mu;
   std::condition_variable cv;  // wakes only this caller
   bool done = false;           // guarded by mu
 };
+
+class SqliteDb;
+// The SqliteDb whose writer thread is running a batched call right now on this thread: its
+// write()s run inline, inside the batch's transaction.
+thread_local SqliteDb* tl_batching_db = nullptr;
 
 class SqliteDb final : public Db {
  public:
@@ -280,6 +288,7 @@ class SqliteDb final : public Db {
         pool_(static_cast<std::size_t>(std::max(1, options_.thread_pool_size))),
         writer_conn_(std::move(writer)) {
     writer_thread_ = std::thread([this] { writer_loop(); });
+    releaser_thread_ = std::thread([this] { releaser_loop(); });
   }
 
   ~SqliteDb() override {
@@ -289,6 +298,12 @@ class SqliteDb final : public Db {
     }
     work_cv_.notify_all();
     writer_thread_.join();
+    {
+      std::lock_guard lock(release_mu_);
+      release_stopping_ = true;
+    }
+    release_cv_.notify_one();
+    releaser_thread_.join();
     pool_.join();
     writer_conn_.reset();
     {
@@ -312,6 +327,9 @@ class SqliteDb final : public Db {
   }
 
   core::Result<void> write(const Job& job) override {
+    if (tl_batching_db == this) {
+      return run_in_savepoint(*writer_conn_, job);
+    }
     auto pending = std::make_shared<SqlitePendingWrite>();
     pending->job = &job;
     {
@@ -323,6 +341,22 @@ class SqliteDb final : public Db {
     std::unique_lock lock(pending->mu);
     pending->cv.wait(lock, [&] { return pending->done; });
     return std::move(pending->result);
+  }
+
+  void submit_batched(std::function<void()> call,
+                      std::function<void(core::Result<void>)> committed) override {
+    auto pending = std::make_shared<SqlitePendingWrite>();
+    pending->call = std::move(call);
+    pending->committed = std::move(committed);
+    {
+      std::lock_guard lock(mu_);
+      if (!stopping_) {
+        queue_.push_back(pending);
+        if (queue_.size() == 1 || queue_.size() == want_) work_cv_.notify_one();
+        return;
+      }
+    }
+    pending->committed(core::Error(core::Errc::unavailable, "store_unavailable", "closing"));
   }
 
  private:
@@ -388,15 +422,54 @@ class SqliteDb final : public Db {
         std::lock_guard lock(mu_);
         want_ = batch.size();
       }
-      for (auto& p : batch) {
+      // Waking each caller is a syscall; the releaser does it while this thread already runs
+      // the next batch.
+      {
+        std::lock_guard lock(release_mu_);
+        to_release_.insert(to_release_.end(), std::make_move_iterator(batch.begin()),
+                           std::make_move_iterator(batch.end()));
+      }
+      release_cv_.notify_one();
+      batch.clear();
+    }
+  }
+
+  void releaser_loop() {
+    std::vector<std::shared_ptr<SqlitePendingWrite>> releasing;
+    for (;;) {
+      {
+        std::unique_lock lock(release_mu_);
+        release_cv_.wait(lock, [&] { return release_stopping_ || !to_release_.empty(); });
+        if (to_release_.empty()) return;  // stopping, and the writer has already stopped
+        releasing.swap(to_release_);
+      }
+      for (auto& p : releasing) {
+        if (p->committed) {
+          p->committed(std::move(p->result));
+          continue;
+        }
         {
           std::lock_guard lock(p->mu);
           p->done = true;
         }
         p->cv.notify_one();
       }
-      batch.clear();
+      releasing.clear();
     }
+  }
+
+  // One job in its own savepoint, so a failing job leaves the rest of the batch intact.
+  static core::Result<void> run_in_savepoint(SqliteConn& conn, const Job& job) {
+    if (auto r = conn.run_simple("SAVEPOINT job"); !r) return r.error();
+    core::Result<void> result;
+    try {
+      result = job(conn);
+    } catch (const std::exception& e) {
+      result = core::Error(core::Errc::internal, e.what());
+    }
+    if (!result) (void)conn.run_simple("ROLLBACK TO job");
+    (void)conn.run_simple("RELEASE job");
+    return result;
   }
 
   void commit_batch(std::vector<std::shared_ptr<SqlitePendingWrite>>& batch) {
@@ -407,17 +480,18 @@ class SqliteDb final : public Db {
       return;
     }
     for (auto& p : batch) {
-      if (auto r = conn.run_simple("SAVEPOINT job"); !r) {
-        p->result = r.error();
+      if (p->job != nullptr) {
+        p->result = run_in_savepoint(conn, *p->job);
         continue;
       }
+      // A batched call: its write()s come back here through tl_batching_db.
+      tl_batching_db = this;
       try {
-        p->result = (*p->job)(conn);
+        p->call();
       } catch (const std::exception& e) {
-        p->result = core::Error(core::Errc::internal, e.what());
+        core::log::error("store", "batched_call_exception", {{"what", e.what()}});
       }
-      if (!p->result) (void)conn.run_simple("ROLLBACK TO job");
-      (void)conn.run_simple("RELEASE job");
+      tl_batching_db = nullptr;
     }
     // synchronous=FULL: COMMIT returns after the WAL is synced; only then are callers released.
     if (auto r = conn.run_simple("COMMIT"); !r) {
@@ -446,6 +520,13 @@ class SqliteDb final : public Db {
   SqliteConnPtr writer_conn_;  // used only by writer_thread_
   std::atomic<bool> healthy_{true};
   std::thread writer_thread_;
+
+  // Committed writes whose callers are still to be told (by releaser_thread_).
+  std::mutex release_mu_;
+  std::condition_variable release_cv_;                           // guarded by release_mu_
+  std::vector<std::shared_ptr<SqlitePendingWrite>> to_release_;  // guarded by release_mu_
+  bool release_stopping_ = false;                                // guarded by release_mu_
+  std::thread releaser_thread_;
 
   std::mutex readers_mu_;
   std::vector<SqliteConnPtr> readers_;  // idle reader connections; guarded by readers_mu_

@@ -204,8 +204,50 @@ class Store : public AgentStore,
         boost::asio::use_awaitable, std::move(fn));
   }
 
+  // Like run(), for calls that write; R must be a Result<T>. The SQLite store runs `fn` on its
+  // writer thread inside the group commit being built, so concurrent writes share one
+  // transaction and one sync without a blocked thread per caller. The completion is posted only
+  // once that commit is durable; when the shared commit failed, the result is its error.
+  // Same calling rule as run(): build the awaitable in its own statement.
+  template <typename F, typename R = std::invoke_result_t<F&>>
+  boost::asio::awaitable<R> run_write(F fn) {
+    return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(R)>(
+        [this](auto handler, F f) {
+          using Handler = decltype(handler);
+          auto work = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
+          struct State {
+            Handler handler;
+            F f;
+            decltype(work) guard;
+            std::optional<R> result;  // set by the call, on the writer thread
+          };
+          auto state = std::make_shared<State>(
+              State{std::move(handler), std::move(f), std::move(work), std::nullopt});
+          submit_batched(
+              [state] { state->result.emplace(state->f()); },
+              [state](core::Result<void> committed) {
+                if (!state->result) {  // never ran, or threw
+                  state->result.emplace(committed ? core::Error(core::Errc::internal,
+                                                                "the store call did not complete")
+                                                  : std::move(committed.error()));
+                } else if (!committed && *state->result) {
+                  state->result.emplace(std::move(committed.error()));
+                }
+                auto ex = state->guard.get_executor();
+                boost::asio::post(ex, [state] {
+                  std::move(state->handler)(std::move(*state->result));
+                  state->guard.reset();
+                });
+              });
+        },
+        boost::asio::use_awaitable, std::move(fn));
+  }
+
   // Runs `job` on the store's thread pool (what run() builds on).
   virtual void submit(std::function<void()> job) = 0;
+  // What run_write() builds on: runs `call`, then `committed` once its writes are durable.
+  virtual void submit_batched(std::function<void()> call,
+                              std::function<void(core::Result<void>)> committed) = 0;
 };
 
 struct StoreOptions {

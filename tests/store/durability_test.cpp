@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
@@ -88,7 +89,11 @@ TEST_P(StoreCrash, KillNineNeverLosesAnAcknowledgedWrite) {
   for (int round = 0; round < kRounds; ++round) {
     edgecoder::testing::ChildOptions opts;
     opts.args = base_args;
-    for (const char* a : {"--prefix", "", "--threads", "4"}) opts.args.emplace_back(a);
+    // Even rounds: blocking calls from threads; odd rounds: coroutines awaiting run_write().
+    for (const char* a :
+         {"--prefix", "", round % 2 ? "--coroutines" : "--threads", round % 2 ? "16" : "4"}) {
+      opts.args.emplace_back(a);
+    }
     opts.args[base_args.size() + 1] = "r" + std::to_string(round);
     opts.env = child_env();
     opts.output_dir = out.path() / std::to_string(round);
@@ -138,10 +143,15 @@ INSTANTIATE_TEST_SUITE_P(Backends, StoreCrash,
 
 // ---- SQLite syncs before acknowledging ----
 
-TEST(StoreSqliteDurability, EveryAcknowledgementFollowsASyncOfTheDatabase) {
+// Callers: "--threads 1" (blocking calls) or "--coroutines 8" (run_write, batched).
+class StoreSqliteDurability : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(StoreSqliteDurability, EveryAcknowledgementFollowsASyncOfTheDatabase) {
   ScratchDir dir;
   edgecoder::testing::ChildOptions opts;
-  opts.args = {"--dir", (dir.path() / "data").string(), "--prefix", "f", "--count", "40"};
+  const std::string callers = GetParam();
+  opts.args = {"--dir", (dir.path() / "data").string(),    "--prefix", "f", "--count", "40",
+               callers, callers == "--threads" ? "1" : "8"};
   opts.env = child_env();
   std::string preload = testing::helper_path("libedgecoder_fsync_shim.so").string();
   opts.env["LD_PRELOAD"] = preload;
@@ -154,24 +164,37 @@ TEST(StoreSqliteDurability, EveryAcknowledgementFollowsASyncOfTheDatabase) {
   auto result = edgecoder::testing::run_to_end(testing::helper_path("crash_writer").string(), opts);
   ASSERT_EQ(result.code, 0) << result.err;
   auto lines = lines_of(result.out);
+  // Every acknowledged write needs a sync of the database between its submission and its ACK.
+  std::map<std::string, bool> synced_since_submit;
   int acks = 0;
-  bool synced_since_ack = false;
   bool opened = false;
   for (const auto& line : lines) {
     if (line == "OPEN") {
       opened = true;
-      synced_since_ack = false;
+    } else if (line.rfind("SUBMIT ", 0) == 0) {
+      synced_since_submit[line.substr(7)] = false;
     } else if (line.rfind("SYNC ", 0) == 0) {
-      if (line.find("coordinator.db") != std::string::npos) synced_since_ack = true;
+      if (line.find("coordinator.db") != std::string::npos) {
+        for (auto& [id, synced] : synced_since_submit) synced = true;
+      }
     } else if (line.rfind("ACK ", 0) == 0) {
       ++acks;
-      EXPECT_TRUE(synced_since_ack) << "acknowledged " << line << " without a sync before it";
-      synced_since_ack = false;
+      auto it = synced_since_submit.find(line.substr(4));
+      ASSERT_NE(it, synced_since_submit.end()) << "ACK without SUBMIT: " << line;
+      EXPECT_TRUE(it->second) << "acknowledged " << line << " without a sync after submitting it";
+      synced_since_submit.erase(it);
     }
   }
   EXPECT_TRUE(opened);
   EXPECT_EQ(acks, 40) << result.out;
 }
+
+std::string durability_callers_name(const ::testing::TestParamInfo<const char*>& param) {
+  return std::string(param.param).substr(2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Callers, StoreSqliteDurability,
+                         ::testing::Values("--threads", "--coroutines"), durability_callers_name);
 
 // ---- PostgreSQL outage ----
 
