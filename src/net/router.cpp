@@ -201,7 +201,7 @@ Router::Lookup Router::match(std::string_view method, std::string_view path) con
 
 // Middleware runs only for requests that matched a route, after request.route and
 // request.params are set, so it can exempt public routes by pattern.
-asio::awaitable<Response> Router::dispatch(Request request) const {
+asio::awaitable<Response> Router::dispatch(Request request, std::string* matched_route) const {
   Lookup lookup = match(request.method, request.path);
   if (!lookup.match) {
     if (lookup.miss == Miss::not_found) {
@@ -221,6 +221,9 @@ asio::awaitable<Response> Router::dispatch(Request request) const {
   }
   request.route = std::move(lookup.match->pattern);
   request.params = std::move(lookup.match->params);
+  if (matched_route != nullptr) {
+    *matched_route = request.route;
+  }
   const Handler* handler = lookup.match->handler;
   std::string route = request.route;
   try {

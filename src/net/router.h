@@ -48,8 +48,10 @@ class Router {
   Lookup match(std::string_view method, std::string_view path) const;
 
   // Runs middleware, then the matched handler; 404/405 with the error shape otherwise.
-  // Sets request.params and request.route. HEAD falls back to GET.
-  asio::awaitable<Response> dispatch(Request request) const;
+  // Sets request.params and request.route. HEAD falls back to GET. When `matched_route` is
+  // given it receives the route pattern before the handler runs (for metrics labels); it must
+  // outlive the await.
+  asio::awaitable<Response> dispatch(Request request, std::string* matched_route = nullptr) const;
 
  private:
   struct Impl;

@@ -1,10 +1,11 @@
 // HttpServer implementation on Boost.Beast/Asio coroutines.
 //
-// Shape: one accept loop per listener (on its own strand) spawns one coroutine per connection on
-// a fresh strand, so the io_context may be run by several threads. Each connection serves its
-// requests in a loop (keep-alive); its state lives in a ServerConnection object owned by that
-// coroutine. shutdown() reaches the connections through a registry (guarded by a mutex) and posts
-// to their strands.
+// Shape: one accept loop per listener (on its own strand) spawns one coroutine per connection,
+// either on a fresh strand (the io_context may be run by several threads) or, with
+// spread_connections(), on one of several single-threaded io_contexts in turn. Each connection
+// serves its requests in a loop (keep-alive); its state lives in a ServerConnection object owned
+// by that coroutine. shutdown() reaches the connections through a registry (guarded by a mutex)
+// and posts to their executors.
 //
 // Policies worth knowing:
 // - Timeouts: the whole request head must arrive within limits.header_timeout (counted from
@@ -116,11 +117,13 @@ struct ServerCore {
   std::vector<asio::io_context*> spread;  // set before start(); empty = serve on `io`
   std::size_t next_context = 0;           // on acceptor_strand
 
-  asio::io_context& context_for_next_connection() {
+  // A strand when `io` may be run by several threads; a spread context is run by one thread,
+  // so its plain executor already serialises the connection.
+  asio::any_io_executor executor_for_next_connection() {
     if (spread.empty()) {
-      return io;
+      return asio::make_strand(io);
     }
-    return *spread[next_context++ % spread.size()];
+    return spread[next_context++ % spread.size()]->get_executor();
   }
 
   std::atomic<bool> stopping{false};
@@ -590,14 +593,8 @@ class ServerConnection final : public ServerConnectionBase {
       }
       resp.headers.emplace_back("Access-Control-Max-Age", "600");
     } else {
-      {
-        auto lookup = core_->router.match(req.method, req.path);
-        if (lookup.match) {
-          route = std::move(lookup.match->pattern);
-        }
-      }
       try {
-        resp = co_await core_->router.dispatch(std::move(req));
+        resp = co_await core_->router.dispatch(std::move(req), &route);
       } catch (const std::exception& e) {
         core::log::error("net", "dispatch_exception", {{"route", route}, {"what", e.what()}});
         resp = Response::error(500, "internal", "the server failed to handle the request");
@@ -847,8 +844,8 @@ asio::awaitable<void> server_reject(std::shared_ptr<ServerCore> core, tcp::socke
 
 asio::awaitable<void> server_accept_loop(std::shared_ptr<ServerCore> core) {
   for (;;) {
-    asio::any_io_executor strand = asio::make_strand(core->context_for_next_connection());
-    auto [ec, socket] = co_await core->acceptor.async_accept(strand, kServerTuple);
+    asio::any_io_executor executor = core->executor_for_next_connection();
+    auto [ec, socket] = co_await core->acceptor.async_accept(executor, kServerTuple);
     if (core->stopping.load() || ec == asio::error::operation_aborted ||
         !core->acceptor.is_open()) {
       co_return;

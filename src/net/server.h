@@ -55,8 +55,8 @@ class HttpServer {
   // bad address or TLS files.
   core::Result<std::uint16_t> listen();
   // Serves accepted connections on these io_contexts, round-robin, instead of the one given to
-  // the constructor. Each is meant to be run by exactly one thread: a connection then never
-  // changes threads, which saves a cross-thread wake-up per request. Call before start(); the
+  // the constructor. Each must be run by exactly one thread: a connection then never changes
+  // threads (no strand, no cross-thread wake-up per request). Call before start(); the
   // contexts must outlive the server.
   void spread_connections(std::vector<asio::io_context*> contexts);
 

@@ -35,14 +35,15 @@ std::string_view standard_routes_bearer(const Request& request) {
 void add_standard_routes(Router& router, StandardRoutes routes) {
   auto shared = std::make_shared<const StandardRoutes>(std::move(routes));
 
-  router.add_sync("GET", "/health", [shared](const Request&) {
-    nlohmann::json body = {
-        {"ok", true}, {"service", shared->service}, {"version", EDGECODER_VERSION}};
-    if (shared->insecure_dev) {
-      body["insecureDev"] = true;
-      body["warning"] = kInsecureWarning;
-    }
-    return Response::json(200, body);
+  // Liveness is constant for the life of the process: serialise it once.
+  nlohmann::json health = {
+      {"ok", true}, {"service", shared->service}, {"version", EDGECODER_VERSION}};
+  if (shared->insecure_dev) {
+    health["insecureDev"] = true;
+    health["warning"] = kInsecureWarning;
+  }
+  router.add_sync("GET", "/health", [body = health.dump()](const Request&) {
+    return Response::text(200, body, "application/json");
   });
 
   router.add_sync("GET", "/ready", [shared](const Request&) {
