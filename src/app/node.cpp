@@ -155,8 +155,10 @@ int run_node(core::Config config) {
                           : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
   // One io_context per thread: `io` (this thread) runs signals, timers, accept loops and the
   // services' own work; connections are spread over all of them so a request never hops threads.
-  asio::io_context io(1);
+  // The extra loops are declared first so that they outlive `io`: an accept still pending on
+  // `io` at exit holds a socket that belongs to one of them.
   std::vector<std::unique_ptr<asio::io_context>> extra_loops;
+  asio::io_context io(1);
   std::vector<asio::io_context*> connection_loops = {&io};
   for (int i = 1; i < threads; ++i) {
     extra_loops.push_back(std::make_unique<asio::io_context>(1));
