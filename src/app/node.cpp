@@ -165,48 +165,50 @@ int run_node(core::Config config) {
     connection_loops.push_back(extra_loops.back().get());
   }
 
+  // Catch stop signals before any port is open: one that arrives during start-up is handled
+  // (a clean stop) once the loop runs.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  // Bind every port first: a busy port stops the process before any service opens its store.
   std::vector<Listener> listeners;
   for (core::Service service : core::services_for(config.mode)) {
-    net::Router router;
-    auto mounted = mount_service(service, config, io, router, registry);
-    if (!mounted) {
-      std::fprintf(stderr, "edgecoder: cannot start %.*s: %s\n",
-                   static_cast<int>(core::service_name(service).size()),
-                   core::service_name(service).data(), mounted.error().detail.c_str());
-      return 1;
-    }
-    net::StandardRoutes standard;
-    standard.service = std::string(core::service_name(service));
-    standard.metrics = &registry;
-    standard.metrics_token = config.settings.get_or("METRICS_TOKEN", "");
-    standard.insecure_dev = config.insecure_dev;
-    standard.draining = draining;
-    standard.ready_check = mounted->ready_check;
-    net::add_standard_routes(router, std::move(standard));
     auto server = std::make_unique<net::HttpServer>(io, server_options(config, service),
-                                                    std::move(router), &registry);
+                                                    net::Router{}, &registry);
     server->spread_connections(connection_loops);
-    listeners.push_back({service, std::move(*mounted), std::move(server)});
-  }
-
-  // Bind everything first: a busy port stops the process before anything serves.
-  for (auto& l : listeners) {
-    auto bound = l.server->listen();
+    auto bound = server->listen();
     if (!bound) {
-      const auto port = config.ports.at(l.service);
+      const auto port = config.ports.at(service);
       std::fprintf(stderr, "edgecoder: cannot listen on %s:%u for %.*s (mode %.*s): %s\n",
                    config.bind_address.c_str(), static_cast<unsigned>(port),
-                   static_cast<int>(core::service_name(l.service).size()),
-                   core::service_name(l.service).data(),
+                   static_cast<int>(core::service_name(service).size()),
+                   core::service_name(service).data(),
                    static_cast<int>(core::mode_name(config.mode).size()),
                    core::mode_name(config.mode).data(), bound.error().detail.c_str());
       return 1;
     }
     core::log::info("app", "listening",
-                    {{"service", core::service_name(l.service)},
+                    {{"service", core::service_name(service)},
                      {"address", config.bind_address},
                      {"port", static_cast<unsigned>(*bound)},
                      {"tls", config.tls_cert_file.has_value()}});
+    listeners.push_back({service, {}, std::move(server)});
+  }
+  for (auto& l : listeners) {
+    auto mounted = mount_service(l.service, config, io, l.server->router(), registry);
+    if (!mounted) {
+      std::fprintf(stderr, "edgecoder: cannot start %.*s: %s\n",
+                   static_cast<int>(core::service_name(l.service).size()),
+                   core::service_name(l.service).data(), mounted.error().detail.c_str());
+      return 1;
+    }
+    l.mounted = std::move(*mounted);
+    net::StandardRoutes standard;
+    standard.service = std::string(core::service_name(l.service));
+    standard.metrics = &registry;
+    standard.metrics_token = config.settings.get_or("METRICS_TOKEN", "");
+    standard.insecure_dev = config.insecure_dev;
+    standard.draining = draining;
+    standard.ready_check = l.mounted.ready_check;
+    net::add_standard_routes(l.server->router(), std::move(standard));
   }
   for (auto& l : listeners) {
     l.server->start();
@@ -219,7 +221,6 @@ int run_node(core::Config config) {
   }
 
   Shutdown shutdown(io, listeners, draining, config.drain_timeout);
-  asio::signal_set signals(io, SIGINT, SIGTERM);
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int signal_number) {
         if (ec) {

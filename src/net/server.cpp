@@ -101,10 +101,11 @@ struct ServerCore {
         std::to_string(body.size()) + "\r\n\r\n" + body;
   }
 
-  // Constant after construction (tls, port: after listen(), before start()).
+  // Constant after construction (tls, port: after listen(), before start(); router: routes
+  // may be added until start()).
   asio::io_context& io;
   const ServerOptions options;
-  const Router router;
+  Router router;
   core::metrics::Registry* const metrics;
   core::metrics::Gauge* connections_gauge = nullptr;
   std::shared_ptr<asio::ssl::context> tls;
@@ -944,6 +945,8 @@ core::Result<std::uint16_t> HttpServer::listen() {
   c.port = c.acceptor.local_endpoint(ec).port();
   return c.port;
 }
+
+Router& HttpServer::router() { return impl_->router; }
 
 void HttpServer::spread_connections(std::vector<asio::io_context*> contexts) {
   impl_->spread = std::move(contexts);

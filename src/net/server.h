@@ -59,6 +59,9 @@ class HttpServer {
   // threads (no strand, no cross-thread wake-up per request). Call before start(); the
   // contexts must outlive the server.
   void spread_connections(std::vector<asio::io_context*> contexts);
+  // The routes served. Routes may be added until start(), so a node can bind every port first
+  // and only then open the services behind them.
+  Router& router();
 
   // Starts accepting connections on the io_context.
   void start();
