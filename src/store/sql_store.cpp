@@ -18,14 +18,36 @@ namespace {
 constexpr const char* kSqlAgentCols =
     "id, os, version, mode, client_type, max_concurrent_tasks, sandbox_mode, active_model, "
     "public_key, metadata_json, approval, approval_actor, approval_changed_at_ms, "
-    "registered_at_ms, last_seen_ms";
+    "registered_at_ms, last_seen_ms, languages, telemetry_json, runtime_json, last_claim_ms";
 
 constexpr const char* kSqlSubtaskCols =
     "id, task_id, idx, kind, language, input, payload_json, project_id, requested_model, "
     "priority, timeout_ms, max_attempts, state, attempt, holder, lease_expires_at_ms, "
-    "last_error, created_at_ms, finished_at_ms";
+    "last_error, created_at_ms, finished_at_ms, requires_sandbox, releases";
 
-constexpr const char* kSqlTerminal = "('completed', 'failed')";
+constexpr const char* kSqlTerminal = "('completed', 'failed', 'cancelled')";
+
+std::string sql_join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) {
+    if (item.empty()) continue;
+    if (!out.empty()) out += ',';
+    out += item;
+  }
+  return out;
+}
+
+std::vector<std::string> sql_split(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    if (comma > start) out.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
 
 Agent sql_agent_from(const Row& r) {
   Agent a;
@@ -44,6 +66,10 @@ Agent sql_agent_from(const Row& r) {
   a.approval_changed_at_ms = r.i(12);
   a.registered_at_ms = r.i(13);
   a.last_seen_ms = r.i(14);
+  a.info.languages = sql_split(r.s(15));
+  a.info.telemetry_json = r.s(16);
+  a.info.runtime_json = r.s(17);
+  a.last_claim_ms = r.i(18);
   return a;
 }
 
@@ -68,6 +94,8 @@ Subtask sql_subtask_from(const Row& r) {
   s.last_error = r.s(16);
   s.created_at_ms = r.i(17);
   s.finished_at_ms = r.i(18);
+  s.requires_sandbox = r.i(19) != 0;
+  s.releases = static_cast<int>(r.i(20));
   return s;
 }
 
@@ -81,6 +109,36 @@ BlacklistEntry sql_blacklist_from(const Row& r) {
   e.created_at_ms = r.i(5);
   e.expires_at_ms = r.i(6);
   return e;
+}
+
+constexpr const char* kSqlTokenCols =
+    "id, token_hash, label, created_by, created_at_ms, revoked_at_ms, last_used_at_ms, uses";
+
+RegistrationToken sql_token_from(const Row& r) {
+  RegistrationToken t;
+  t.id = r.s(0);
+  t.token_hash = r.s(1);
+  t.label = r.s(2);
+  t.created_by = r.s(3);
+  t.created_at_ms = r.i(4);
+  t.revoked_at_ms = r.i(5);
+  t.last_used_at_ms = r.i(6);
+  t.uses = r.i(7);
+  return t;
+}
+
+SubtaskResult sql_result_from(const Row& row) {
+  SubtaskResult res;
+  res.subtask_id = row.s(0);
+  res.task_id = row.s(1);
+  res.agent_id = row.s(2);
+  res.attempt = static_cast<int>(row.i(3));
+  res.ok = row.i(4) != 0;
+  res.output = row.s(5);
+  res.error = row.s(6);
+  res.duration_ms = row.i(7);
+  res.created_at_ms = row.i(8);
+  return res;
 }
 
 LedgerEntry sql_ledger_from(const Row& r) {
@@ -117,8 +175,7 @@ class SqlStore final : public Store {
       : db_(std::move(db)),
         clock_(clock ? std::move(clock) : std::function<std::int64_t()>(system_now_ms)),
         pg_(db_->dialect() == Dialect::postgres),
-        for_update_(pg_ ? " FOR UPDATE" : ""),
-        skip_locked_(pg_ ? " FOR UPDATE SKIP LOCKED" : "") {}
+        for_update_(pg_ ? " FOR UPDATE" : "") {}
 
   Backend backend() const override { return pg_ ? Backend::postgres : Backend::sqlite; }
   std::string describe() const override { return db_->describe(); }
@@ -145,23 +202,191 @@ class SqlStore final : public Store {
     if (info.id.empty()) return sql_invalid("agent id is empty");
     Agent out;
     auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto a = upsert_agent_tx(tx, info, now());
+      if (!a) return a.error();
+      out = std::move(a->first);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<RegisterOutcome> register_agent(const AgentRegistration& reg) override {
+    if (reg.info.id.empty()) return sql_invalid("agent id is empty");
+    RegisterOutcome out;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      out = RegisterOutcome{};  // a retried transaction runs the job again
+      std::int64_t t = now();
+      std::string token_id;
+      if (!reg.token_hash.empty()) {
+        auto tok = tx.query(
+            "UPDATE registration_tokens SET uses = uses + 1, last_used_at_ms = $2 WHERE "
+            "token_hash = $1 AND revoked_at_ms = 0 RETURNING id",
+            {reg.token_hash, t});
+        if (!tok) return tok.error();
+        if (tok->empty()) {
+          out.token = TokenCheck::invalid;
+          return {};
+        }
+        out.token = TokenCheck::valid;
+        token_id = tok->at(0).s(0);
+      }
+      auto a = upsert_agent_tx(tx, reg.info, t);
+      if (!a) return a.error();
+      out.agent = std::move(a->first);
+      out.created = a->second;
+      if (out.agent.approval == Approval::pending &&
+          (out.token == TokenCheck::valid || reg.auto_approve)) {
+        std::string actor =
+            out.token == TokenCheck::valid ? "registration-token:" + token_id : "auto-approve";
+        auto rows = tx.query(std::string("UPDATE agents SET approval = 'approved', "
+                                         "approval_actor = $2, approval_changed_at_ms = $3 "
+                                         "WHERE id = $1 RETURNING ") +
+                                 kSqlAgentCols,
+                             {reg.info.id, actor, t});
+        if (!rows) return rows.error();
+        out.agent = sql_agent_from(rows->at(0));
+      }
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<HeartbeatOutcome> heartbeat(const AgentHeartbeat& hb) override {
+    Result<HeartbeatOutcome> out = sql_not_found("agent " + hb.agent_id + " is not registered");
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      std::int64_t t = now();
       auto rows = tx.query(
-          std::string("INSERT INTO agents (id, os, version, mode, client_type, "
-                      "max_concurrent_tasks, sandbox_mode, active_model, public_key, "
-                      "metadata_json, registered_at_ms, last_seen_ms) VALUES ($1, $2, $3, $4, "
-                      "$5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT (id) DO UPDATE SET os = "
-                      "excluded.os, version = excluded.version, mode = excluded.mode, "
-                      "client_type = excluded.client_type, max_concurrent_tasks = "
-                      "excluded.max_concurrent_tasks, sandbox_mode = excluded.sandbox_mode, "
-                      "active_model = excluded.active_model, public_key = excluded.public_key, "
-                      "metadata_json = excluded.metadata_json, last_seen_ms = "
-                      "excluded.last_seen_ms RETURNING ") +
+          std::string(
+              "UPDATE agents SET last_seen_ms = $2, active_model = CASE WHEN CAST($3 AS TEXT) "
+              "= '' THEN active_model ELSE $3 END, telemetry_json = CASE WHEN CAST($4 AS TEXT) "
+              "= '' THEN telemetry_json ELSE $4 END, runtime_json = CASE WHEN CAST($5 AS TEXT) "
+              "= '' THEN runtime_json ELSE $5 END, sandbox_mode = CASE WHEN CAST($6 AS TEXT) = "
+              "'' THEN sandbox_mode ELSE $6 END WHERE id = $1 RETURNING ") +
               kSqlAgentCols,
-          {info.id, info.os, info.version, info.mode, info.client_type,
-           std::int64_t{info.max_concurrent_tasks}, info.sandbox_mode, info.active_model,
-           info.public_key, info.metadata_json, now()});
+          {hb.agent_id, t, hb.active_model, hb.telemetry_json, hb.runtime_json, hb.sandbox_mode});
       if (!rows) return rows.error();
-      out = sql_agent_from(rows->at(0));
+      if (rows->empty()) {
+        out = sql_not_found("agent " + hb.agent_id + " is not registered");
+        return {};
+      }
+      HeartbeatOutcome o;
+      o.agent = sql_agent_from(rows->at(0));
+      out = o;
+      // Only an approved agent keeps its leases alive: a denied one's run out and are requeued.
+      if (o.agent.approval != Approval::approved) return {};
+      auto renewed = tx.query(
+          "UPDATE subtasks SET lease_expires_at_ms = $2 + timeout_ms + $3 WHERE holder = $1 AND "
+          "state = 'leased' RETURNING id",
+          {hb.agent_id, t, hb.lease_budget_ms});
+      if (!renewed) return renewed.error();
+      o.renewed = static_cast<int>(renewed->size());
+      out = std::move(o);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<int> append_diagnostics(const std::string& agent_id,
+                                 const std::vector<DiagnosticEvent>& events, int keep) override {
+    Result<int> out = sql_not_found("agent " + agent_id + " is not registered");
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto known = tx.query("SELECT id FROM agents WHERE id = $1", {agent_id});
+      if (!known) return known.error();
+      if (known->empty()) {
+        out = sql_not_found("agent " + agent_id + " is not registered");
+        return {};
+      }
+      auto last = tx.query(
+          "SELECT COALESCE(MAX(seq), 0) FROM agent_diagnostics WHERE agent_id = $1", {agent_id});
+      if (!last) return last.error();
+      std::int64_t seq = last->at(0).i(0);
+      std::int64_t t = now();
+      for (const auto& e : events) {
+        auto ins = tx.query(
+            "INSERT INTO agent_diagnostics (agent_id, seq, event_at_ms, message, source) VALUES "
+            "($1, $2, $3, $4, $5)",
+            {agent_id, ++seq, e.event_at_ms ? e.event_at_ms : t, e.message, e.source});
+        if (!ins) return ins.error();
+      }
+      auto del = tx.query("DELETE FROM agent_diagnostics WHERE agent_id = $1 AND seq <= $2",
+                          {agent_id, seq - std::int64_t{keep}});
+      if (!del) return del.error();
+      auto count =
+          tx.query("SELECT COUNT(*) FROM agent_diagnostics WHERE agent_id = $1", {agent_id});
+      if (!count) return count.error();
+      out = static_cast<int>(count->at(0).i(0));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<DiagnosticEvent>> list_diagnostics(const std::string& agent_id,
+                                                        int limit) override {
+    std::vector<DiagnosticEvent> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT seq, event_at_ms, message, source FROM agent_diagnostics WHERE agent_id = $1 "
+          "ORDER BY seq DESC" +
+              sql_limit(limit),
+          {agent_id});
+      if (!rows) return rows.error();
+      out.clear();
+      for (const auto& row : *rows) {
+        out.push_back(DiagnosticEvent{row.i(0), row.i(1), row.s(2), row.s(3)});
+      }
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  // ---- registration tokens ----
+
+  Result<RegistrationToken> create_registration_token(const RegistrationToken& tok) override {
+    if (tok.id.empty() || tok.token_hash.empty()) return sql_invalid("token id or hash is empty");
+    RegistrationToken out = tok;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      out.created_at_ms = tok.created_at_ms ? tok.created_at_ms : now();
+      auto rows = tx.query(
+          "INSERT INTO registration_tokens (id, token_hash, label, created_by, created_at_ms) "
+          "VALUES ($1, $2, $3, $4, $5)",
+          {tok.id, tok.token_hash, tok.label, tok.created_by, out.created_at_ms});
+      if (!rows) return rows.error();
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<RegistrationToken>> list_registration_tokens() override {
+    std::vector<RegistrationToken> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(std::string("SELECT ") + kSqlTokenCols +
+                               " FROM registration_tokens ORDER BY created_at_ms, id",
+                           {});
+      if (!rows) return rows.error();
+      out.clear();
+      for (const auto& row : *rows) out.push_back(sql_token_from(row));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<RegistrationToken> revoke_registration_token(const std::string& id) override {
+    Result<RegistrationToken> out = sql_not_found("registration token " + id + " does not exist");
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(std::string("UPDATE registration_tokens SET revoked_at_ms = CASE WHEN "
+                                       "revoked_at_ms = 0 THEN $2 ELSE revoked_at_ms END WHERE "
+                                       "id = $1 RETURNING ") +
+                               kSqlTokenCols,
+                           {id, now()});
+      if (!rows) return rows.error();
+      if (!rows->empty()) out = sql_token_from(rows->at(0));
       return {};
     });
     if (!r) return r.error();
@@ -271,27 +496,30 @@ class SqlStore final : public Store {
         return {};
       }
       out.created = true;
+      if (auto p = join_project_tx(tx, task.project_id); !p) return p.error();
       std::int64_t idx = 0;
       for (const auto& s : task.subtasks) {
         const char* state = s.depends_on.empty() ? "queued" : "held";
         auto sr = tx.query(
             "INSERT INTO subtasks (id, task_id, idx, kind, language, input, payload_json, "
             "project_id, requested_model, priority, timeout_ms, max_attempts, state, "
-            "created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
-            "ON CONFLICT (id) DO NOTHING RETURNING id",
+            "created_at_ms, requires_sandbox) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+            "$11, $12, $13, $14, $15) ON CONFLICT (id) DO NOTHING RETURNING id",
             {s.id, task.id, idx++, s.kind, s.language, s.input, s.payload_json, task.project_id,
              s.requested_model, std::int64_t{s.priority}, s.timeout_ms,
-             std::int64_t{s.max_attempts}, std::string(state), t});
+             std::int64_t{s.max_attempts}, std::string(state), t,
+             std::int64_t{s.requires_sandbox ? 1 : 0}});
         if (!sr) return sr.error();
         if (sr->empty()) {
           return core::Error(core::Errc::conflict, "subtask_exists",
                              "subtask id " + s.id + " already belongs to another task");
         }
+        std::int64_t pos = 0;
         for (const auto& d : s.depends_on) {
           auto dr = tx.query(
-              "INSERT INTO subtask_deps (subtask_id, depends_on, task_id) VALUES ($1, $2, $3) "
-              "ON CONFLICT DO NOTHING",
-              {s.id, d, task.id});
+              "INSERT INTO subtask_deps (subtask_id, depends_on, task_id, pos) VALUES ($1, $2, "
+              "$3, $4) ON CONFLICT DO NOTHING",
+              {s.id, d, task.id, pos++});
           if (!dr) return dr.error();
         }
         out.subtask_ids.push_back(s.id);
@@ -311,14 +539,27 @@ class SqlStore final : public Store {
     auto r = db_->write([&](Tx& tx) -> Result<void> {
       out.reset();  // a retried transaction runs the job again
       std::int64_t t = now();
+      if (request.max_concurrent > 0) {
+        if (pg_) {
+          // Serialises this agent's claims across coordinators for the count below.
+          auto lock = tx.query(
+              "SELECT pg_advisory_xact_lock(hashtextextended('edgecoder-agent:' || "
+              "CAST($1 AS TEXT), 0))",
+              {request.agent_id});
+          if (!lock) return lock.error();
+        }
+        auto held = tx.query("SELECT COUNT(*) FROM subtasks WHERE holder = $1 AND state = 'leased'",
+                             {request.agent_id});
+        if (!held) return held.error();
+        if (held->at(0).i(0) >= request.max_concurrent) return {};
+      }
       Result<Rows> rows = Rows{};
       if (!request.active_model.empty()) {
-        rows = tx.query(claim_sql(true),
-                        {request.agent_id, t, request.lease_budget_ms, request.active_model});
+        rows = claim_query(tx, request, t, true);
         if (!rows) return rows.error();
       }
       if (rows->empty()) {
-        rows = tx.query(claim_sql(false), {request.agent_id, t, request.lease_budget_ms});
+        rows = claim_query(tx, request, t, false);
         if (!rows) return rows.error();
       }
       if (rows->empty()) return {};
@@ -327,11 +568,21 @@ class SqlStore final : public Store {
       lease.attempt = lease.subtask.attempt;
       lease.expires_at_ms = lease.subtask.lease_expires_at_ms;
       auto deps = tx.query(
-          "SELECT depends_on FROM subtask_deps WHERE subtask_id = $1 ORDER BY "
-          "depends_on",
+          "SELECT d.depends_on, r.ok, r.output, r.subtask_id FROM subtask_deps d LEFT JOIN "
+          "subtask_results r ON r.subtask_id = d.depends_on WHERE d.subtask_id = $1 ORDER BY "
+          "d.pos, d.depends_on",
           {lease.subtask.id});
       if (!deps) return deps.error();
-      for (const auto& d : *deps) lease.subtask.depends_on.push_back(d.s(0));
+      for (const auto& d : *deps) {
+        lease.subtask.depends_on.push_back(d.s(0));
+        lease.dependencies.push_back(DependencyOutput{d.s(0), !d.null(3), d.i(1) != 0, d.s(2)});
+      }
+      auto served = tx.query("UPDATE projects SET served = served + 1 WHERE id = $1",
+                             {lease.subtask.project_id});
+      if (!served) return served.error();
+      auto seen =
+          tx.query("UPDATE agents SET last_claim_ms = $2 WHERE id = $1", {request.agent_id, t});
+      if (!seen) return seen.error();
       nlohmann::json data = {{"subtaskId", lease.subtask.id},
                              {"agentId", request.agent_id},
                              {"attempt", lease.attempt}};
@@ -365,12 +616,13 @@ class SqlStore final : public Store {
       out = {};
       std::int64_t t = now();
       auto rows = tx.query(
-          "UPDATE subtasks SET state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE "
-          "'queued' END, finished_at_ms = CASE WHEN attempt >= max_attempts THEN CAST($1 AS "
-          "BIGINT) "
-          "ELSE 0 END, "
-          "holder = '', lease_expires_at_ms = 0, last_error = 'lease expired' WHERE state = "
-          "'leased' AND lease_expires_at_ms < $1 RETURNING id, task_id, state, attempt",
+          "UPDATE subtasks SET state = CASE WHEN attempt - releases >= max_attempts THEN "
+          "'failed' ELSE 'queued' END, finished_at_ms = CASE WHEN attempt - releases >= "
+          "max_attempts THEN CAST($1 AS BIGINT) ELSE 0 END, holder = '', lease_expires_at_ms = "
+          "0, last_error = CASE WHEN attempt - releases >= max_attempts THEN 'lease expired "
+          "(max_attempts ' || CAST(max_attempts AS TEXT) || ' reached)' ELSE 'lease expired' "
+          "END WHERE state = 'leased' AND lease_expires_at_ms < $1 RETURNING id, task_id, "
+          "state, attempt, last_error",
           {t});
       if (!rows) return rows.error();
       std::map<std::string, bool> tasks;  // task id -> some subtask failed
@@ -378,7 +630,7 @@ class SqlStore final : public Store {
         bool failed = row.s(2) == "failed";
         (failed ? out.failed : out.requeued)++;
         nlohmann::json data = {
-            {"subtaskId", row.s(0)}, {"attempt", row.i(3)}, {"reason", "lease expired"}};
+            {"subtaskId", row.s(0)}, {"attempt", row.i(3)}, {"reason", row.s(4)}};
         auto ev = append_event_tx(tx, row.s(1), failed ? "subtask_failed" : "subtask_requeued",
                                   data.dump(), t);
         if (!ev) return ev.error();
@@ -412,12 +664,13 @@ class SqlStore final : public Store {
       std::string state = st.s(1);
       std::string holder = st.s(2);
       std::int64_t attempt = st.i(3);
-      if (state == "leased" && holder == report.agent_id && attempt == report.attempt) {
+      const bool attempt_ok = report.attempt == 0 || attempt == report.attempt;
+      if (state == "leased" && holder == report.agent_id && attempt_ok) {
         auto ins = tx.query(
             "INSERT INTO subtask_results (subtask_id, task_id, agent_id, attempt, ok, output, "
             "error, duration_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            {report.subtask_id, task_id, report.agent_id, std::int64_t{report.attempt},
-             std::int64_t{report.ok ? 1 : 0}, report.output, report.error, report.duration_ms, t});
+            {report.subtask_id, task_id, report.agent_id, attempt, std::int64_t{report.ok ? 1 : 0},
+             report.output, report.error, report.duration_ms, t});
         if (!ins) return ins.error();
         auto up = tx.query(
             "UPDATE subtasks SET state = 'completed', holder = '', lease_expires_at_ms = 0, "
@@ -426,7 +679,7 @@ class SqlStore final : public Store {
         if (!up) return up.error();
         nlohmann::json data = {{"subtaskId", report.subtask_id},
                                {"agentId", report.agent_id},
-                               {"attempt", report.attempt},
+                               {"attempt", attempt},
                                {"ok", report.ok}};
         auto ev = append_event_tx(tx, task_id, "subtask_result", data.dump(), t);
         if (!ev) return ev.error();
@@ -443,8 +696,8 @@ class SqlStore final : public Store {
         if (!prev) return prev.error();
         if (!prev->empty()) {
           const Row& p = prev->at(0);
-          if (p.s(0) == report.agent_id && p.i(1) == report.attempt && (p.i(2) != 0) == report.ok &&
-              p.s(3) == report.output && p.s(4) == report.error) {
+          if (p.s(0) == report.agent_id && (report.attempt == 0 || p.i(1) == report.attempt) &&
+              (p.i(2) != 0) == report.ok && p.s(3) == report.output && p.s(4) == report.error) {
             out = RecordOutcome::duplicate;
             return {};
           }
@@ -490,7 +743,9 @@ class SqlStore final : public Store {
       status.submitter = t.s(2);
       status.payload_json = t.s(3);
       status.priority = static_cast<int>(t.i(4));
-      status.state = t.s(5) == "completed" ? TaskState::completed : TaskState::open;
+      status.state = t.s(5) == "completed"   ? TaskState::completed
+                     : t.s(5) == "cancelled" ? TaskState::cancelled
+                                             : TaskState::open;
       status.created_at_ms = t.i(6);
       status.completed_at_ms = t.i(7);
       status.last_event_id = t.i(8);
@@ -505,7 +760,7 @@ class SqlStore final : public Store {
       }
       auto deps = tx.query(
           "SELECT subtask_id, depends_on FROM subtask_deps WHERE task_id = $1 ORDER BY "
-          "subtask_id, depends_on",
+          "subtask_id, pos, depends_on",
           {task_id});
       if (!deps) return deps.error();
       for (const auto& d : *deps) {
@@ -514,6 +769,143 @@ class SqlStore final : public Store {
         }
       }
       out = std::move(status);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<void> release_lease(const ReleaseRequest& req) override {
+    Result<void> out;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      out = {};
+      auto rows = tx.query(
+          "SELECT task_id, state, holder, attempt FROM subtasks WHERE id = $1" + for_update_,
+          {req.subtask_id});
+      if (!rows) return rows.error();
+      if (rows->empty()) {
+        out = sql_not_found("subtask " + req.subtask_id + " does not exist");
+        return {};
+      }
+      const Row& st = rows->at(0);
+      std::int64_t attempt = st.i(3);
+      if (st.s(1) != "leased" || st.s(2) != req.agent_id ||
+          (req.attempt != 0 && attempt != req.attempt)) {
+        out = core::Error(core::Errc::conflict, "stale_lease",
+                          "subtask " + req.subtask_id + " is not leased to " + req.agent_id +
+                              " (attempt " + std::to_string(req.attempt) + ")");
+        return {};
+      }
+      std::string reason = req.reason.empty() ? "released by holder" : req.reason;
+      auto up = tx.query(
+          "UPDATE subtasks SET state = 'queued', holder = '', lease_expires_at_ms = 0, releases "
+          "= releases + 1, last_error = $2 WHERE id = $1",
+          {req.subtask_id, "released: " + reason});
+      if (!up) return up.error();
+      nlohmann::json data = {{"subtaskId", req.subtask_id},
+                             {"agentId", req.agent_id},
+                             {"attempt", attempt},
+                             {"reason", reason}};
+      auto ev = append_event_tx(tx, st.s(0), "subtask_released", data.dump(), now());
+      if (!ev) return ev.error();
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<CancelOutcome> cancel_task(const std::string& task_id,
+                                    const std::string& reason) override {
+    Result<CancelOutcome> out = sql_not_found("task " + task_id + " does not exist");
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      std::int64_t t = now();
+      auto task = tx.query("SELECT state FROM tasks WHERE id = $1" + for_update_, {task_id});
+      if (!task) return task.error();
+      if (task->empty()) {
+        out = sql_not_found("task " + task_id + " does not exist");
+        return {};
+      }
+      CancelOutcome o;
+      if (task->at(0).s(0) != "open") {
+        out = o;
+        return {};
+      }
+      auto subs = tx.query(std::string("UPDATE subtasks SET state = 'cancelled', holder = '', "
+                                       "lease_expires_at_ms = 0, finished_at_ms = $2, "
+                                       "last_error = $3 WHERE task_id = $1 AND state NOT IN ") +
+                               kSqlTerminal + " RETURNING id",
+                           {task_id, t, "cancelled: " + reason});
+      if (!subs) return subs.error();
+      o.cancelled = true;
+      o.subtasks = static_cast<int>(subs->size());
+      auto up = tx.query("UPDATE tasks SET state = 'cancelled', completed_at_ms = $2 WHERE id = $1",
+                         {task_id, t});
+      if (!up) return up.error();
+      nlohmann::json data = {{"taskId", task_id}, {"reason", reason}, {"subtasks", o.subtasks}};
+      auto ev = append_event_tx(tx, task_id, "task_cancelled", data.dump(), t);
+      if (!ev) return ev.error();
+      out = o;
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<SubtaskResult>> list_results(const std::string& task_id) override {
+    std::vector<SubtaskResult> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT r.subtask_id, r.task_id, r.agent_id, r.attempt, r.ok, r.output, r.error, "
+          "r.duration_ms, r.created_at_ms FROM subtask_results r JOIN subtasks s ON s.id = "
+          "r.subtask_id WHERE r.task_id = $1 ORDER BY s.idx",
+          {task_id});
+      if (!rows) return rows.error();
+      out.clear();
+      for (const auto& row : *rows) out.push_back(sql_result_from(row));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<QueueCounts> queue_counts(std::int64_t online_since_ms) override {
+    QueueCounts out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      out = {};
+      auto subs = tx.query("SELECT state, COUNT(*) FROM subtasks GROUP BY state", {});
+      if (!subs) return subs.error();
+      for (const auto& row : *subs) {
+        const std::string& st = row.s(0);
+        std::int64_t n = row.i(1);
+        if (st == "held") out.held = n;
+        if (st == "queued") out.queued = n;
+        if (st == "leased") out.leased = n;
+        if (st == "completed") out.completed = n;
+        if (st == "failed") out.failed = n;
+        if (st == "cancelled") out.cancelled = n;
+      }
+      auto res = tx.query("SELECT COUNT(*) FROM subtask_results", {});
+      if (!res) return res.error();
+      out.results = res->at(0).i(0);
+      auto tasks = tx.query("SELECT state, COUNT(*) FROM tasks GROUP BY state", {});
+      if (!tasks) return tasks.error();
+      for (const auto& row : *tasks) {
+        (row.s(0) == "open" ? out.tasks_open : out.tasks_finished) += row.i(1);
+      }
+      auto agents = tx.query(
+          "SELECT approval, COUNT(*), SUM(CASE WHEN last_seen_ms >= $1 THEN 1 ELSE 0 END) FROM "
+          "agents GROUP BY approval",
+          {online_since_ms});
+      if (!agents) return agents.error();
+      for (const auto& row : *agents) {
+        auto a = parse_approval(row.s(0)).value_or(Approval::pending);
+        std::int64_t n = row.i(1);
+        out.agents += n;
+        out.agents_online += row.i(2);
+        if (a == Approval::approved) out.agents_approved += n;
+        if (a == Approval::pending) out.agents_pending += n;
+        if (a == Approval::denied) out.agents_denied += n;
+      }
       return {};
     });
     if (!r) return r.error();
@@ -529,18 +921,7 @@ class SqlStore final : public Store {
           {subtask_id});
       if (!rows) return rows.error();
       if (rows->empty()) return {};
-      const Row& row = rows->at(0);
-      SubtaskResult res;
-      res.subtask_id = row.s(0);
-      res.task_id = row.s(1);
-      res.agent_id = row.s(2);
-      res.attempt = static_cast<int>(row.i(3));
-      res.ok = row.i(4) != 0;
-      res.output = row.s(5);
-      res.error = row.s(6);
-      res.duration_ms = row.i(7);
-      res.created_at_ms = row.i(8);
-      out = std::move(res);
+      out = sql_result_from(rows->at(0));
       return {};
     });
     if (!r) return r.error();
@@ -584,7 +965,8 @@ class SqlStore final : public Store {
     PruneCounts out;
     auto r = db_->write([&](Tx& tx) -> Result<void> {
       const std::string victims =
-          "(SELECT id FROM tasks WHERE state = 'completed' AND completed_at_ms < $1)";
+          "(SELECT id FROM tasks WHERE state IN ('completed', 'cancelled') AND completed_at_ms < "
+          "$1)";
       std::vector<Value> params = {older_than_ms};
       auto del = [&](const std::string& sql, std::int64_t& count) -> Result<void> {
         auto rows = tx.query(sql, params);
@@ -600,7 +982,9 @@ class SqlStore final : public Store {
       if (auto e = del("DELETE FROM subtask_deps WHERE task_id IN " + victims, deps); !e) return e;
       if (auto e = del("DELETE FROM subtasks WHERE task_id IN " + victims, out.subtasks); !e)
         return e;
-      return del("DELETE FROM tasks WHERE state = 'completed' AND completed_at_ms < $1", out.tasks);
+      return del(
+          "DELETE FROM tasks WHERE state IN ('completed', 'cancelled') AND completed_at_ms < $1",
+          out.tasks);
     });
     if (!r) return r.error();
     return out;
@@ -772,14 +1156,82 @@ class SqlStore final : public Store {
  private:
   std::int64_t now() const { return clock_(); }
 
-  std::string claim_sql(bool by_model) const {
-    std::string pick = "SELECT id FROM subtasks WHERE state = 'queued'";
-    if (by_model) pick += " AND requested_model = $4";
-    pick += " ORDER BY priority DESC, created_at_ms, idx LIMIT 1" + skip_locked_;
-    return "UPDATE subtasks SET state = 'leased', holder = $1, attempt = attempt + 1, "
-           "leased_at_ms = $2, lease_expires_at_ms = $2 + timeout_ms + $3 WHERE state = "
-           "'queued' AND id = (" +
-           pick + ") RETURNING " + kSqlSubtaskCols;
+  // The claim statement: one UPDATE of the chosen queued subtask (SKIP LOCKED on PostgreSQL,
+  // so concurrent claimers take different rows), filtered by the agent's capabilities.
+  Result<Rows> claim_query(Tx& tx, const ClaimRequest& req, std::int64_t t, bool by_model) {
+    std::vector<Value> params = {req.agent_id, t, req.lease_budget_ms};
+    std::string where = "s.state = 'queued'";
+    auto param = [&](Value v) {
+      params.push_back(std::move(v));
+      return "$" + std::to_string(params.size());
+    };
+    if (by_model) where += " AND s.requested_model = " + param(req.active_model);
+    if (!req.languages.empty()) {
+      where += " AND s.language IN (";
+      for (std::size_t i = 0; i < req.languages.size(); ++i) {
+        where += (i ? ", " : "") + param(req.languages[i]);
+      }
+      where += ")";
+    }
+    if (!req.sandboxed) where += " AND s.requires_sandbox = 0";
+    if (req.max_timeout_ms > 0) where += " AND s.timeout_ms <= " + param(req.max_timeout_ms);
+    std::string pick = "SELECT s.id FROM subtasks s JOIN projects p ON p.id = s.project_id WHERE " +
+                       where +
+                       " ORDER BY p.served, s.priority DESC, s.created_at_ms, s.idx LIMIT 1" +
+                       (pg_ ? " FOR UPDATE OF s SKIP LOCKED" : "");
+    return tx.query(
+        "UPDATE subtasks SET state = 'leased', holder = $1, attempt = attempt + 1, "
+        "leased_at_ms = $2, lease_expires_at_ms = $2 + timeout_ms + $3 WHERE state = "
+        "'queued' AND id = (" +
+            pick + ") RETURNING " + kSqlSubtaskCols,
+        params);
+  }
+
+  // Inserts or refreshes the agent. Returns it and whether it was new.
+  Result<std::pair<Agent, bool>> upsert_agent_tx(Tx& tx, const AgentInfo& info, std::int64_t t) {
+    auto rows = tx.query(
+        std::string(
+            "INSERT INTO agents (id, os, version, mode, client_type, max_concurrent_tasks, "
+            "sandbox_mode, active_model, public_key, metadata_json, registered_at_ms, "
+            "last_seen_ms, languages, telemetry_json, runtime_json) VALUES ($1, $2, $3, $4, $5, "
+            "$6, $7, $8, $9, $10, $11, $11, $12, CASE WHEN CAST($13 AS TEXT) = '' THEN '{}' "
+            "ELSE $13 END, CASE WHEN CAST($14 AS TEXT) = '' THEN '{}' ELSE $14 END) ON CONFLICT "
+            "(id) DO UPDATE SET os = excluded.os, version = excluded.version, mode = "
+            "excluded.mode, client_type = excluded.client_type, max_concurrent_tasks = "
+            "excluded.max_concurrent_tasks, sandbox_mode = excluded.sandbox_mode, active_model "
+            "= CASE WHEN excluded.active_model = '' THEN agents.active_model ELSE "
+            "excluded.active_model END, public_key = excluded.public_key, metadata_json = "
+            "excluded.metadata_json, last_seen_ms = excluded.last_seen_ms, languages = "
+            "excluded.languages, telemetry_json = CASE WHEN CAST($13 AS TEXT) = '' THEN "
+            "agents.telemetry_json ELSE excluded.telemetry_json END, runtime_json = CASE WHEN "
+            "CAST($14 AS TEXT) = '' THEN agents.runtime_json ELSE excluded.runtime_json END "
+            "RETURNING ") +
+            kSqlAgentCols,
+        {info.id, info.os, info.version, info.mode, info.client_type,
+         std::int64_t{info.max_concurrent_tasks}, info.sandbox_mode, info.active_model,
+         info.public_key, info.metadata_json, t, sql_join(info.languages), info.telemetry_json,
+         info.runtime_json});
+    if (!rows) return rows.error();
+    Agent a = sql_agent_from(rows->at(0));
+    bool created = a.registered_at_ms == t && a.approval_changed_at_ms == 0;
+    return std::make_pair(std::move(a), created);
+  }
+
+  // Fair share: a project that gets new work starts at the served count of the least-served
+  // other project that has work, so a newcomer (or a returning project) cannot starve the rest.
+  Result<void> join_project_tx(Tx& tx, const std::string& project_id) {
+    auto ins =
+        tx.query("INSERT INTO projects (id, served) VALUES ($1, 0) ON CONFLICT (id) DO NOTHING",
+                 {project_id});
+    if (!ins) return ins.error();
+    const std::string floor =
+        "(SELECT MIN(p2.served) FROM projects p2 WHERE p2.id <> $1 AND EXISTS (SELECT 1 FROM "
+        "subtasks s WHERE s.project_id = p2.id AND s.state IN ('queued', 'leased', 'held')))";
+    auto up =
+        tx.query("UPDATE projects SET served = " + floor + " WHERE id = $1 AND served < " + floor,
+                 {project_id});
+    if (!up) return up.error();
+    return {};
   }
 
   // Takes the task row lock (PostgreSQL), so completion checks that follow see every
@@ -840,8 +1292,7 @@ class SqlStore final : public Store {
   const std::unique_ptr<Db> db_;
   const std::function<std::int64_t()> clock_;
   const bool pg_;
-  const std::string for_update_;   // " FOR UPDATE" on PostgreSQL, "" on SQLite
-  const std::string skip_locked_;  // " FOR UPDATE SKIP LOCKED" on PostgreSQL
+  const std::string for_update_;  // " FOR UPDATE" on PostgreSQL, "" on SQLite
 };
 
 std::unique_ptr<Store> make_sql_store(std::unique_ptr<Db> db, std::function<std::int64_t()> clock) {

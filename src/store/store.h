@@ -54,6 +54,34 @@ class AgentStore {
                                      const std::string& actor) = 0;
   // Heartbeat: last_seen_ms = now, and the active model when non-empty. not_found when unknown.
   virtual Result<void> touch_agent(const std::string& id, const std::string& active_model) = 0;
+  // Registration in one transaction: checks the registration token (an unknown or revoked one
+  // stores nothing and returns TokenCheck::invalid; a valid one counts a use), upserts the agent
+  // (a re-registration refreshes it, keeping approval, registered_at_ms, and the active model,
+  // telemetry and runtime state when the new values are empty), and approves a pending agent
+  // when the token is valid or auto_approve is set. A denied agent stays denied.
+  virtual Result<RegisterOutcome> register_agent(const AgentRegistration& registration) = 0;
+  // last_seen_ms = now, the non-empty fields of the heartbeat, and (approved agents only) renews
+  // the agent's leases as renew_leases does, in the same transaction. not_found when unknown.
+  virtual Result<HeartbeatOutcome> heartbeat(const AgentHeartbeat& heartbeat) = 0;
+  // Appends diagnostic events and keeps only the newest `keep` of the agent. Returns how many
+  // are kept. not_found when the agent is unknown.
+  virtual Result<int> append_diagnostics(const std::string& agent_id,
+                                         const std::vector<DiagnosticEvent>& events, int keep) = 0;
+  // Newest first, at most limit (0 = no limit).
+  virtual Result<std::vector<DiagnosticEvent>> list_diagnostics(const std::string& agent_id,
+                                                                int limit) = 0;
+};
+
+// Coordinator: operator-issued registration tokens (stored as SHA-256 hashes).
+class RegistrationTokenStore {
+ public:
+  virtual ~RegistrationTokenStore() = default;
+  // invalid_argument for an empty id or hash; conflict when the id or hash exists.
+  virtual Result<RegistrationToken> create_registration_token(const RegistrationToken& token) = 0;
+  // Every token (active and revoked), oldest first.
+  virtual Result<std::vector<RegistrationToken>> list_registration_tokens() = 0;
+  // Marks it revoked (idempotent). not_found when unknown.
+  virtual Result<RegistrationToken> revoke_registration_token(const std::string& id) = 0;
 };
 
 // Coordinator: tasks, subtasks, leases, results and per-task events.
@@ -65,15 +93,33 @@ class TaskStore {
   // stored subtask ids). invalid_argument for an empty id, no subtasks, a duplicate subtask id or
   // a dependency outside the task; conflict when a subtask id belongs to another task.
   virtual Result<CreatedTask> create_task(const NewTask& task) = 0;
-  // Leases the next queued subtask to the agent: requested model == active model first, then
-  // higher priority, then older. attempt+1 becomes the fencing token; the lease expires at
-  // now + timeout_ms + lease_budget_ms. nullopt when nothing is queued.
+  // Leases the next queued subtask the agent may run, in the order ClaimRequest describes.
+  // attempt+1 becomes the fencing token; the lease expires at now + timeout_ms +
+  // lease_budget_ms. nullopt when nothing suitable is queued or the agent is at its limit.
+  // With request.max_concurrent, claims by one agent are serialised (across processes on
+  // PostgreSQL) so the limit holds. The lease carries the outputs of the subtask's
+  // dependencies. The claimed subtask's project is counted for fair share and the agent's
+  // last_claim_ms is set (when the agent is registered).
   virtual Result<std::optional<Lease>> claim_next(const ClaimRequest& request) = 0;
   // Extends every lease the agent holds to now + timeout_ms + lease_budget_ms. Returns how many.
   virtual Result<int> renew_leases(const std::string& agent_id, std::int64_t lease_budget_ms) = 0;
   // Leases past their expiry go back to queued (the next claim bumps the attempt), or to failed
-  // when attempt >= max_attempts.
+  // when the subtask has had max_attempts expired leases (attempt - releases >= max_attempts);
+  // last_error says why.
   virtual Result<ExpiredLeases> expire_leases() = 0;
+  // The holder hands a lease back: the subtask is queued again at once and the release does
+  // not count toward max_attempts. conflict "stale_lease" when it is not leased to this
+  // (agent, attempt); not_found for an unknown id.
+  virtual Result<void> release_lease(const ReleaseRequest& request) = 0;
+  // Every non-terminal subtask of the task becomes cancelled (leases are revoked: a late result
+  // gets stale_lease) and the task cancelled, with a task_cancelled event. A task already
+  // completed or cancelled is left as it is (cancelled=false). not_found when unknown.
+  virtual Result<CancelOutcome> cancel_task(const std::string& task_id,
+                                            const std::string& reason) = 0;
+  // The accepted results of the task's subtasks, in subtask index order.
+  virtual Result<std::vector<SubtaskResult>> list_results(const std::string& task_id) = 0;
+  // Subtask, task and agent counts; agents_online counts last_seen_ms >= online_since_ms.
+  virtual Result<QueueCounts> queue_counts(std::int64_t online_since_ms) = 0;
   // Accepts a result only from the current holder with the current attempt: the subtask becomes
   // completed (ok or not), held dependants whose dependencies are all terminal are queued, and
   // the task becomes completed when every subtask is terminal. A repeat of the accepted result is
@@ -95,7 +141,7 @@ class TaskStore {
   // Events with id > after_id, oldest first, at most limit (0 = no limit).
   virtual Result<std::vector<TaskEvent>> list_events(const std::string& task_id,
                                                      std::int64_t after_id, int limit) = 0;
-  // Deletes completed tasks (with their subtasks, results and events) completed before
+  // Deletes completed and cancelled tasks (with their subtasks, results and events) finished before
   // older_than_ms. The ledger and the audit log are never pruned.
   virtual Result<PruneCounts> prune(std::int64_t older_than_ms) = 0;
 };
@@ -158,6 +204,7 @@ struct SchemaStatus {
 };
 
 class Store : public AgentStore,
+              public RegistrationTokenStore,
               public TaskStore,
               public BlacklistStore,
               public LedgerStore,

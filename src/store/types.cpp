@@ -15,16 +15,17 @@ std::string_view approval_name(Approval approval) {
       return "pending";
     case Approval::approved:
       return "approved";
-    case Approval::rejected:
-      return "rejected";
+    case Approval::denied:
+      return "denied";
   }
   return "pending";
 }
 
 std::optional<Approval> parse_approval(std::string_view name) {
-  for (Approval a : {Approval::pending, Approval::approved, Approval::rejected}) {
+  for (Approval a : {Approval::pending, Approval::approved, Approval::denied}) {
     if (approval_name(a) == name) return a;
   }
+  if (name == "rejected") return Approval::denied;
   return std::nullopt;
 }
 
@@ -40,20 +41,30 @@ std::string_view subtask_state_name(SubtaskState state) {
       return "completed";
     case SubtaskState::failed:
       return "failed";
+    case SubtaskState::cancelled:
+      return "cancelled";
   }
   return "queued";
 }
 
 std::optional<SubtaskState> parse_subtask_state(std::string_view name) {
   for (SubtaskState s : {SubtaskState::held, SubtaskState::queued, SubtaskState::leased,
-                         SubtaskState::completed, SubtaskState::failed}) {
+                         SubtaskState::completed, SubtaskState::failed, SubtaskState::cancelled}) {
     if (subtask_state_name(s) == name) return s;
   }
   return std::nullopt;
 }
 
 std::string_view task_state_name(TaskState state) {
-  return state == TaskState::completed ? "completed" : "open";
+  switch (state) {
+    case TaskState::open:
+      return "open";
+    case TaskState::completed:
+      return "completed";
+    case TaskState::cancelled:
+      return "cancelled";
+  }
+  return "open";
 }
 
 std::string_view backend_name(Backend backend) {

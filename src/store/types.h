@@ -14,7 +14,9 @@ namespace edgecoder::store {
 
 // ---- agents (coordinator) ----
 
-enum class Approval { pending, approved, rejected };
+// pending -> approved | denied (an operator may also move an agent back). "rejected" is read as
+// denied (the name schema 1 used).
+enum class Approval { pending, approved, denied };
 std::string_view approval_name(Approval approval);
 std::optional<Approval> parse_approval(std::string_view name);
 
@@ -28,8 +30,11 @@ struct AgentInfo {
   int max_concurrent_tasks = 1;
   std::string sandbox_mode = "none";
   std::string active_model;
-  std::string public_key;            // Ed25519 SPKI PEM or empty
-  std::string metadata_json = "{}";  // everything else the registry keeps (telemetry, keys, ...)
+  std::string public_key;              // Ed25519 SPKI PEM or empty
+  std::string metadata_json = "{}";    // everything else the registry keeps (keys, client, ...)
+  std::vector<std::string> languages;  // what its sandbox runs; empty = any language
+  std::string telemetry_json;          // last power telemetry; empty = keep the stored one
+  std::string runtime_json;            // {activeModelParamSize, modelSwapInProgress}; empty = keep
 };
 
 struct Agent {
@@ -39,16 +44,67 @@ struct Agent {
   std::int64_t approval_changed_at_ms = 0;
   std::int64_t registered_at_ms = 0;  // first registration
   std::int64_t last_seen_ms = 0;      // last upsert or touch
+  std::int64_t last_claim_ms = 0;     // last lease granted to it (0 = never)
+};
+
+// What a heartbeat changes. Empty strings keep the stored value.
+struct AgentHeartbeat {
+  std::string agent_id;
+  std::string active_model;
+  std::string telemetry_json;
+  std::string runtime_json;
+  std::string sandbox_mode;
+  std::int64_t lease_budget_ms = 0;  // renewed leases expire at now + timeout_ms + this
+};
+
+struct HeartbeatOutcome {
+  Agent agent;      // after the update
+  int renewed = 0;  // leases of this agent extended
+};
+
+// A registration: the agent's self-description plus the credential that may approve it.
+struct AgentRegistration {
+  AgentInfo info;
+  std::string token_hash;     // sha256 hex of a presented registration token; empty = none
+  bool auto_approve = false;  // AUTO_APPROVE_AGENTS: a pending agent becomes approved
+};
+
+enum class TokenCheck { none, valid, invalid };
+
+struct RegisterOutcome {
+  TokenCheck token = TokenCheck::none;  // invalid: nothing was stored
+  bool created = false;                 // first registration of this agent id
+  Agent agent;
+};
+
+// Operator-issued registration tokens. Only the SHA-256 of the token is stored.
+struct RegistrationToken {
+  std::string id;
+  std::string token_hash;
+  std::string label;
+  std::string created_by;
+  std::int64_t created_at_ms = 0;
+  std::int64_t revoked_at_ms = 0;  // 0 = active
+  std::int64_t last_used_at_ms = 0;
+  std::int64_t uses = 0;
+};
+
+struct DiagnosticEvent {
+  std::int64_t seq = 0;  // assigned by the store; increasing per agent
+  std::int64_t event_at_ms = 0;
+  std::string message;
+  std::string source;
 };
 
 // ---- tasks and subtasks (coordinator) ----
 
-// held (waiting on dependencies) -> queued -> leased -> completed | failed.
-enum class SubtaskState { held, queued, leased, completed, failed };
+// held (waiting on dependencies) -> queued -> leased -> completed | failed; any non-terminal
+// state -> cancelled when the task is cancelled.
+enum class SubtaskState { held, queued, leased, completed, failed, cancelled };
 std::string_view subtask_state_name(SubtaskState state);
 std::optional<SubtaskState> parse_subtask_state(std::string_view name);
 inline bool is_terminal(SubtaskState s) {
-  return s == SubtaskState::completed || s == SubtaskState::failed;
+  return s == SubtaskState::completed || s == SubtaskState::failed || s == SubtaskState::cancelled;
 }
 
 struct NewSubtask {
@@ -60,8 +116,9 @@ struct NewSubtask {
   std::string requested_model;      // empty = any model
   int priority = 50;                // higher is claimed first
   std::int64_t timeout_ms = 30'000;
-  int max_attempts = 3;                 // leases granted before the subtask is failed (dead)
-  std::vector<std::string> depends_on;  // ids of subtasks in the same task
+  int max_attempts = 3;  // expired leases before the subtask is failed (dead); releases don't count
+  std::vector<std::string> depends_on;  // ids of subtasks in the same task, in context order
+  bool requires_sandbox = false;        // only agents whose sandboxMode is not "none" get it
 };
 
 struct NewTask {
@@ -99,18 +156,47 @@ struct Subtask {
   std::int64_t created_at_ms = 0;
   std::int64_t finished_at_ms = 0;
   std::vector<std::string> depends_on;
+  bool requires_sandbox = false;
+  int releases = 0;  // leases handed back with release_lease
 };
 
+// Claim order: requested model == active model first, then fair share across projects (the
+// project granted the fewest leases so far), then higher priority, then older.
 struct ClaimRequest {
   std::string agent_id;
-  std::string active_model;          // preferred: subtasks requesting this model come first
-  std::int64_t lease_budget_ms = 0;  // added to the subtask's timeout_ms to make the lease length
+  std::string active_model;            // preferred: subtasks requesting this model come first
+  std::int64_t lease_budget_ms = 0;    // added to the subtask's timeout_ms to make the lease length
+  std::vector<std::string> languages;  // only subtasks in these languages; empty = any
+  bool sandboxed = true;               // false: skip subtasks that require a sandbox
+  int max_concurrent = 0;              // no claim while the agent holds this many; 0 = no limit
+  std::int64_t max_timeout_ms = 0;     // only subtasks with timeout_ms <= this; 0 = any
+};
+
+// The output of one dependency of a leased subtask, in depends_on order.
+struct DependencyOutput {
+  std::string subtask_id;
+  bool has_result = false;  // false: the dependency failed or was cancelled without a result
+  bool ok = false;
+  std::string output;
 };
 
 struct Lease {
   Subtask subtask;  // as leased: state leased, attempt = fencing token
   int attempt = 0;
   std::int64_t expires_at_ms = 0;
+  std::vector<DependencyOutput> dependencies;
+};
+
+struct ReleaseRequest {
+  std::string subtask_id;
+  std::string agent_id;
+  int attempt = 0;  // 0 = whatever the current attempt is (holder checked alone)
+  std::string reason;
+};
+
+struct CancelOutcome {
+  bool cancelled = false;  // false: the task had already finished
+  int subtasks = 0;        // subtasks moved to cancelled
 };
 
 struct ExpiredLeases {
@@ -121,7 +207,7 @@ struct ExpiredLeases {
 struct ResultReport {
   std::string subtask_id;
   std::string agent_id;
-  int attempt = 0;  // the fencing token the agent was given
+  int attempt = 0;  // the fencing token the agent was given; 0 = unknown (holder checked alone)
   bool ok = false;
   std::string output;
   std::string error;
@@ -142,7 +228,8 @@ struct SubtaskResult {
   std::int64_t created_at_ms = 0;
 };
 
-enum class TaskState { open, completed };  // completed = every subtask terminal
+// completed = every subtask terminal; cancelled = cancelled before that.
+enum class TaskState { open, completed, cancelled };
 std::string_view task_state_name(TaskState state);
 
 struct TaskStatus {
@@ -164,6 +251,24 @@ struct TaskEvent {
   std::string kind;
   std::string data_json;
   std::int64_t created_at_ms = 0;
+};
+
+// Counts for /status and /health/runtime.
+struct QueueCounts {
+  std::int64_t held = 0;
+  std::int64_t queued = 0;
+  std::int64_t leased = 0;
+  std::int64_t completed = 0;
+  std::int64_t failed = 0;
+  std::int64_t cancelled = 0;
+  std::int64_t results = 0;
+  std::int64_t tasks_open = 0;
+  std::int64_t tasks_finished = 0;  // completed or cancelled
+  std::int64_t agents = 0;
+  std::int64_t agents_approved = 0;
+  std::int64_t agents_pending = 0;
+  std::int64_t agents_denied = 0;
+  std::int64_t agents_online = 0;  // last_seen_ms >= the given cutoff
 };
 
 // ---- blacklist (coordinator) ----

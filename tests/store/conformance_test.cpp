@@ -40,6 +40,12 @@ NewSubtask sub(std::string id, int priority = 50, std::vector<std::string> deps 
   return s;
 }
 
+ClaimRequest claim_request(std::string agent) {
+  ClaimRequest req;
+  req.agent_id = std::move(agent);
+  return req;
+}
+
 NewTask task(std::string id, std::vector<NewSubtask> subs) {
   NewTask t;
   t.id = std::move(id);
@@ -142,7 +148,7 @@ TEST_P(StoreConformance, AgentsUpsertGetListApproveTouch) {
 
   EXPECT_EQ(store_->get_agent("nope").error().code, core::Errc::not_found);
   EXPECT_EQ(store_->touch_agent("nope", "").error().code, core::Errc::not_found);
-  EXPECT_EQ(store_->set_approval("nope", Approval::rejected, "op").error().code,
+  EXPECT_EQ(store_->set_approval("nope", Approval::denied, "op").error().code,
             core::Errc::not_found);
   info.id = "";
   EXPECT_EQ(store_->upsert_agent(info).error().code, core::Errc::invalid_argument);
@@ -196,10 +202,10 @@ TEST_P(StoreConformance, ClaimOrderAffinityPriorityAge) {
   EXPECT_EQ(claim("a1", "llama").subtask.id, "old-high");  // no match: priority, then age
   EXPECT_EQ(claim("a2").subtask.id, "new-high");
   EXPECT_EQ(claim("a2").subtask.id, "old-low");
-  auto none = store_->claim_next(ClaimRequest{"a3", "", 0});
+  auto none = store_->claim_next(claim_request("a3"));
   ASSERT_TRUE(none);
   EXPECT_FALSE(none->has_value());  // "dep" is held
-  EXPECT_EQ(store_->claim_next(ClaimRequest{"", "", 0}).error().code, core::Errc::invalid_argument);
+  EXPECT_EQ(store_->claim_next(claim_request("")).error().code, core::Errc::invalid_argument);
 }
 
 TEST_P(StoreConformance, LeaseCarriesAttemptAndExpiry) {
@@ -492,7 +498,7 @@ TEST_P(StoreConformance, ConcurrentClaimsLeaseEachSubtaskOnce) {
     threads.emplace_back([&, i] {
       std::string agent = "agent-" + std::to_string(i);
       for (;;) {
-        auto r = store_->claim_next(ClaimRequest{agent, "", 0});
+        auto r = store_->claim_next(claim_request(agent));
         if (!r) {
           ++errors;
           return;
@@ -570,6 +576,300 @@ TEST_P(StoreConformance, ConcurrentCreateOfTheSameTaskCreatesItOnce) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(created.load(), 1);
+}
+
+TEST_P(StoreConformance, RegisterAgentWithTokensAndAutoApprove) {
+  RegistrationToken tok;
+  tok.id = "tok1";
+  tok.token_hash = "hash-1";
+  tok.label = "laptops";
+  tok.created_by = "operator";
+  auto created = store_->create_registration_token(tok);
+  ASSERT_TRUE(created) << created.error().detail;
+  EXPECT_EQ(created->created_at_ms, clock_->now_ms.load());
+  EXPECT_EQ(store_->create_registration_token(tok).error().code, core::Errc::conflict);
+
+  AgentRegistration reg;
+  reg.info.id = "a1";
+  reg.info.languages = {"python", "rust"};
+  reg.info.telemetry_json = R"({"batteryPct":50})";
+  auto plain = store_->register_agent(reg);
+  ASSERT_TRUE(plain) << plain.error().detail;
+  EXPECT_EQ(plain->token, TokenCheck::none);
+  EXPECT_TRUE(plain->created);
+  EXPECT_EQ(plain->agent.approval, Approval::pending);
+  EXPECT_EQ(plain->agent.info.languages, (std::vector<std::string>{"python", "rust"}));
+
+  reg.token_hash = "hash-1";
+  clock_->advance(10);
+  auto approved = store_->register_agent(reg);
+  ASSERT_TRUE(approved);
+  EXPECT_EQ(approved->token, TokenCheck::valid);
+  EXPECT_FALSE(approved->created);
+  EXPECT_EQ(approved->agent.approval, Approval::approved);
+  EXPECT_EQ(approved->agent.approval_actor, "registration-token:tok1");
+  auto tokens = store_->list_registration_tokens();
+  ASSERT_TRUE(tokens);
+  ASSERT_EQ(tokens->size(), 1u);
+  EXPECT_EQ(tokens->at(0).uses, 1);
+  EXPECT_EQ(tokens->at(0).last_used_at_ms, clock_->now_ms.load());
+
+  // A refresh without telemetry keeps the stored telemetry and approval.
+  reg.token_hash.clear();
+  reg.info.telemetry_json.clear();
+  auto refreshed = store_->register_agent(reg);
+  ASSERT_TRUE(refreshed);
+  EXPECT_EQ(refreshed->agent.approval, Approval::approved);
+  EXPECT_EQ(refreshed->agent.info.telemetry_json, R"({"batteryPct":50})");
+
+  auto revoked = store_->revoke_registration_token("tok1");
+  ASSERT_TRUE(revoked);
+  EXPECT_EQ(revoked->revoked_at_ms, clock_->now_ms.load());
+  EXPECT_EQ(store_->revoke_registration_token("nope").error().code, core::Errc::not_found);
+  AgentRegistration other;
+  other.info.id = "a2";
+  other.token_hash = "hash-1";
+  auto refused = store_->register_agent(other);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->token, TokenCheck::invalid);
+  EXPECT_EQ(store_->get_agent("a2").error().code, core::Errc::not_found);
+
+  other.token_hash.clear();
+  other.auto_approve = true;
+  EXPECT_EQ(store_->register_agent(other)->agent.approval, Approval::approved);
+  ASSERT_TRUE(store_->set_approval("a2", Approval::denied, "operator"));
+  EXPECT_EQ(store_->register_agent(other)->agent.approval, Approval::denied);
+}
+
+TEST_P(StoreConformance, HeartbeatUpdatesAgentAndRenewsOnlyApprovedLeases) {
+  AgentRegistration reg;
+  reg.info.id = "a1";
+  reg.auto_approve = true;
+  ASSERT_TRUE(store_->register_agent(reg));
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("a")})));
+  auto lease = claim("a1", "", 1'000);
+  EXPECT_EQ(store_->get_agent("a1")->last_claim_ms, clock_->now_ms.load());
+  clock_->advance(5'000);
+  AgentHeartbeat hb;
+  hb.agent_id = "a1";
+  hb.active_model = "qwen";
+  hb.telemetry_json = R"({"cpuUsagePct":10})";
+  hb.sandbox_mode = "bwrap";
+  hb.lease_budget_ms = 1'000;
+  auto out = store_->heartbeat(hb);
+  ASSERT_TRUE(out) << out.error().detail;
+  EXPECT_EQ(out->renewed, 1);
+  EXPECT_EQ(out->agent.info.active_model, "qwen");
+  EXPECT_EQ(out->agent.info.sandbox_mode, "bwrap");
+  EXPECT_EQ(out->agent.last_seen_ms, clock_->now_ms.load());
+  EXPECT_EQ(store_->get_task("t1")->subtasks[0].lease_expires_at_ms,
+            clock_->now_ms.load() + 10'000 + 1'000);
+  hb.active_model.clear();
+  hb.sandbox_mode.clear();
+  EXPECT_EQ(store_->heartbeat(hb)->agent.info.active_model, "qwen");
+  ASSERT_TRUE(store_->set_approval("a1", Approval::denied, "operator"));
+  EXPECT_EQ(store_->heartbeat(hb)->renewed, 0);  // a denied agent's leases run out
+  hb.agent_id = "ghost";
+  EXPECT_EQ(store_->heartbeat(hb).error().code, core::Errc::not_found);
+}
+
+TEST_P(StoreConformance, ClaimRespectsLanguagesSandboxTimeoutAndConcurrency) {
+  NewSubtask rust = sub("rust");
+  rust.language = "rust";
+  NewSubtask boxed = sub("boxed");
+  boxed.requires_sandbox = true;
+  NewSubtask big = sub("big");
+  big.timeout_ms = 60'000;
+  ASSERT_TRUE(store_->create_task(task("t1", {rust, boxed, big, sub("p1"), sub("p2")})));
+  ClaimRequest req = claim_request("a1");
+  req.languages = {"python"};
+  req.sandboxed = false;
+  req.max_timeout_ms = 10'000;
+  req.max_concurrent = 1;
+  auto c1 = store_->claim_next(req);
+  ASSERT_TRUE(c1 && c1->has_value());
+  EXPECT_EQ((*c1)->subtask.id, "p1");
+  auto c2 = store_->claim_next(req);  // at its limit of 1
+  ASSERT_TRUE(c2);
+  EXPECT_FALSE(c2->has_value());
+  req.max_concurrent = 2;
+  EXPECT_EQ((*store_->claim_next(req))->subtask.id, "p2");
+  req.max_concurrent = 0;
+  EXPECT_FALSE(store_->claim_next(req)->has_value());  // big, boxed, rust filtered out
+  req.max_timeout_ms = 0;
+  EXPECT_EQ((*store_->claim_next(req))->subtask.id, "big");
+  req.sandboxed = true;
+  EXPECT_EQ((*store_->claim_next(req))->subtask.id, "boxed");
+  EXPECT_FALSE(store_->claim_next(req)->has_value());
+  req.languages.clear();
+  EXPECT_EQ((*store_->claim_next(req))->subtask.id, "rust");
+}
+
+TEST_P(StoreConformance, ConcurrentClaimsOfOneAgentHonourItsLimit) {
+  std::vector<NewSubtask> subs;
+  for (int i = 0; i < 20; ++i) subs.push_back(sub("s" + std::to_string(i)));
+  ASSERT_TRUE(store_->create_task(task("t1", subs)));
+  std::atomic<int> leased{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      ClaimRequest req = claim_request("same-agent");
+      req.max_concurrent = 3;
+      for (int n = 0; n < 4; ++n) {
+        auto r = store_->claim_next(req);
+        if (!r) {
+          ++errors;
+        } else if (r->has_value()) {
+          ++leased;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(leased.load(), 3);
+}
+
+TEST_P(StoreConformance, FairShareAlternatesProjectsAndNewcomersDoNotStarveOthers) {
+  NewTask p1 = task("t1", {sub("p1a"), sub("p1b"), sub("p1c"), sub("p1d")});
+  p1.project_id = "p1";
+  ASSERT_TRUE(store_->create_task(p1));
+  EXPECT_EQ(claim("x").subtask.id, "p1a");
+  EXPECT_EQ(claim("x").subtask.id, "p1b");
+  clock_->advance(10);
+  // p2 joins at p1's level (2 leases served), not at 0, so it does not take every claim.
+  NewTask p2 = task("t2", {sub("p2a"), sub("p2b"), sub("p2c")});
+  p2.project_id = "p2";
+  ASSERT_TRUE(store_->create_task(p2));
+  std::vector<std::string> order;
+  for (int i = 0; i < 5; ++i) order.push_back(claim("x").subtask.project_id);
+  EXPECT_EQ(order, (std::vector<std::string>{"p1", "p2", "p1", "p2", "p2"}));
+}
+
+TEST_P(StoreConformance, ReleaseRequeuesWithoutSpendingAnAttempt) {
+  NewSubtask s = sub("a");
+  s.max_attempts = 1;
+  ASSERT_TRUE(store_->create_task(task("t1", {s})));
+  auto first = claim("a1");
+  ReleaseRequest rel{"a", "a2", 0, ""};
+  EXPECT_EQ(store_->release_lease(rel).error().code, core::Errc::conflict);
+  rel.agent_id = "a1";
+  rel.attempt = 5;
+  EXPECT_EQ(store_->release_lease(rel).error().code, core::Errc::conflict);
+  rel.attempt = first.attempt;
+  rel.reason = "draining";
+  ASSERT_TRUE(store_->release_lease(rel));
+  auto st = store_->get_task("t1");
+  EXPECT_EQ(st->subtasks[0].state, SubtaskState::queued);
+  EXPECT_EQ(st->subtasks[0].releases, 1);
+  EXPECT_EQ(st->subtasks[0].last_error, "released: draining");
+  rel.subtask_id = "nope";
+  EXPECT_EQ(store_->release_lease(rel).error().code, core::Errc::not_found);
+  auto second = claim("a2");
+  EXPECT_EQ(second.attempt, 2);
+  clock_->advance(10'001);
+  auto exp = store_->expire_leases();
+  ASSERT_TRUE(exp);
+  EXPECT_EQ(exp->failed, 1);  // one expired lease = max_attempts 1; the release did not count
+  st = store_->get_task("t1");
+  EXPECT_EQ(st->subtasks[0].state, SubtaskState::failed);
+  EXPECT_NE(st->subtasks[0].last_error.find("max_attempts"), std::string::npos);
+}
+
+TEST_P(StoreConformance, CancelTaskStopsEverythingNotFinished) {
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("a"), sub("b"), sub("c", 50, {"a"})})));
+  auto a = claim("x");
+  auto b = claim("y");
+  ASSERT_TRUE(store_->record_result(report(b, "y")));
+  auto out = store_->cancel_task("t1", "user");
+  ASSERT_TRUE(out) << out.error().detail;
+  EXPECT_TRUE(out->cancelled);
+  EXPECT_EQ(out->subtasks, 2);  // a (leased) and c (held)
+  auto st = store_->get_task("t1");
+  EXPECT_EQ(st->state, TaskState::cancelled);
+  EXPECT_EQ(st->subtasks[0].state, SubtaskState::cancelled);
+  EXPECT_EQ(st->subtasks[1].state, SubtaskState::completed);
+  EXPECT_EQ(st->subtasks[2].state, SubtaskState::cancelled);
+  EXPECT_EQ(store_->record_result(report(a, "x")).error().code, core::Errc::conflict);
+  EXPECT_FALSE(store_->cancel_task("t1", "again")->cancelled);
+  EXPECT_EQ(store_->cancel_task("nope", "").error().code, core::Errc::not_found);
+  EXPECT_EQ(store_->list_events("t1", 0, 0)->back().kind, "task_cancelled");
+  clock_->advance(1000);
+  EXPECT_EQ(store_->prune(clock_->now_ms.load())->tasks, 1);  // cancelled tasks are pruned too
+}
+
+TEST_P(StoreConformance, LeaseCarriesDependencyOutputsInDependsOnOrder) {
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("a"), sub("b"), sub("c", 50, {"b", "a"})})));
+  auto a = claim("x");
+  auto b = claim("x");
+  ASSERT_TRUE(store_->record_result(report(b, "x")));
+  ASSERT_TRUE(store_->record_result(report(a, "x", false)));
+  auto c = claim("x");
+  ASSERT_EQ(c.subtask.id, "c");
+  EXPECT_EQ(c.subtask.depends_on, (std::vector<std::string>{"b", "a"}));
+  ASSERT_EQ(c.dependencies.size(), 2u);
+  EXPECT_EQ(c.dependencies[0].subtask_id, "b");
+  EXPECT_EQ(c.dependencies[0].output, "out-b");
+  EXPECT_TRUE(c.dependencies[0].has_result);
+  EXPECT_FALSE(c.dependencies[1].ok);
+  EXPECT_EQ(store_->get_task("t1")->subtasks[2].depends_on, (std::vector<std::string>{"b", "a"}));
+}
+
+TEST_P(StoreConformance, ResultWithoutAttemptIsCheckedByHolder) {
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("a")})));
+  auto lease = claim("x");
+  ResultReport rep = report(lease, "y");
+  rep.attempt = 0;
+  EXPECT_EQ(store_->record_result(rep).error().code, core::Errc::conflict);
+  rep.agent_id = "x";
+  EXPECT_EQ(*store_->record_result(rep), RecordOutcome::accepted);
+  EXPECT_EQ(store_->get_result("a")->attempt, 1);
+  EXPECT_EQ(*store_->record_result(rep), RecordOutcome::duplicate);
+}
+
+TEST_P(StoreConformance, CountsResultsAndDiagnostics) {
+  AgentRegistration reg;
+  reg.info.id = "a1";
+  reg.auto_approve = true;
+  ASSERT_TRUE(store_->register_agent(reg));
+  reg.info.id = "a2";
+  reg.auto_approve = false;
+  ASSERT_TRUE(store_->register_agent(reg));
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("a"), sub("b"), sub("c", 50, {"a"})})));
+  auto a = claim("a1");
+  auto b = claim("a1");
+  ASSERT_EQ(a.subtask.id, "a");
+  ASSERT_TRUE(store_->record_result(report(a, "a1")));
+  auto counts = store_->queue_counts(clock_->now_ms.load());
+  ASSERT_TRUE(counts) << counts.error().detail;
+  EXPECT_EQ(counts->queued, 1);  // c, released by a
+  EXPECT_EQ(counts->leased, 1);
+  EXPECT_EQ(counts->completed, 1);
+  EXPECT_EQ(counts->results, 1);
+  EXPECT_EQ(counts->tasks_open, 1);
+  EXPECT_EQ(counts->agents, 2);
+  EXPECT_EQ(counts->agents_approved, 1);
+  EXPECT_EQ(counts->agents_pending, 1);
+  EXPECT_EQ(counts->agents_online, 2);
+  EXPECT_EQ(store_->queue_counts(clock_->now_ms.load() + 1)->agents_online, 0);
+  ASSERT_TRUE(store_->record_result(report(b, "a1")));
+  auto results = store_->list_results("t1");
+  ASSERT_TRUE(results);
+  ASSERT_EQ(results->size(), 2u);
+  EXPECT_EQ(results->at(0).subtask_id, "a");
+  EXPECT_EQ(results->at(1).subtask_id, "b");
+
+  std::vector<DiagnosticEvent> events;
+  for (int i = 0; i < 5; ++i) events.push_back({0, 100 + i, "m" + std::to_string(i), "ios"});
+  auto kept = store_->append_diagnostics("a1", events, 3);
+  ASSERT_TRUE(kept) << kept.error().detail;
+  EXPECT_EQ(*kept, 3);
+  auto listed = store_->list_diagnostics("a1", 0);
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->size(), 3u);
+  EXPECT_EQ(listed->at(0).message, "m4");
+  EXPECT_EQ(listed->at(2).message, "m2");
+  EXPECT_EQ(store_->append_diagnostics("ghost", events, 3).error().code, core::Errc::not_found);
 }
 
 asio::awaitable<void> conformance_run_coroutine(Store* store, std::thread::id loop_thread,

@@ -629,7 +629,10 @@ std::string transcript(Store& store, testing::TestClock& clock) {
   auto c = store.create_task(t);
   note("create", c ? std::to_string(c->created) : err(c.error()));
   for (int round = 0; round < 10; ++round) {
-    ClaimRequest req{"agent-" + std::to_string(round % 2), round == 0 ? "m" : "", 100};
+    ClaimRequest req;
+    req.agent_id = "agent-" + std::to_string(round % 2);
+    req.active_model = round == 0 ? "m" : "";
+    req.lease_budget_ms = 100;
     auto l = store.claim_next(req);
     if (!l || !l->has_value()) {
       note("claim", l ? "none" : err(l.error()));

@@ -1,0 +1,346 @@
+// mount(): options, the store, the role middleware (ARCHITECTURE.md §6), the lease sweeper, and
+// the helpers the route files share.
+#include <chrono>
+
+#include "api/coordinator.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/service.h"
+#include "core/crypto.h"
+#include "core/log.h"
+
+namespace edgecoder::coordinator {
+
+namespace {
+
+core::Result<std::int64_t> options_int(const core::Config& config, std::string_view name,
+                                       std::int64_t fallback, std::int64_t min, std::int64_t max) {
+  if (!config.settings.has(name) && core::find_setting(name) == nullptr) return fallback;
+  return config.settings.get_int(name, min, max);
+}
+
+std::string_view options_bearer(const net::Request& request) {
+  auto auth = request.header("authorization");
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (!auth || auth->size() <= kPrefix.size() || !net::iequals(auth->substr(0, 7), kPrefix)) {
+    return {};
+  }
+  return auth->substr(kPrefix.size());
+}
+
+bool token_ok(const Service& svc, std::string_view presented, const std::string& expected) {
+  if (expected.empty()) return svc.options.insecure_dev;
+  return core::crypto::constant_time_equal(presented, expected);
+}
+
+bool has_admin_token(const Service& svc, const net::Request& request) {
+  auto header = request.header("x-admin-token");
+  if (header && token_ok(svc, *header, svc.options.admin_token)) return true;
+  auto bearer = options_bearer(request);
+  return !bearer.empty() && token_ok(svc, bearer, svc.options.admin_token);
+}
+
+enum class RouteRole { open, self_authenticating, mesh, admin };
+
+// Which credential a route needs. Routes not named here are mesh routes; the later agent
+// signature check (Ed25519, §5.2) slots in as a second middleware for the agent routes.
+RouteRole route_role(const std::string& route) {
+  if (route == "/health" || route == "/ready" || route == "/metrics" || route == "/identity" ||
+      route == "/health/runtime") {
+    return RouteRole::open;
+  }
+  if (route == "/register") return RouteRole::self_authenticating;
+  if (route.rfind("/admin/", 0) == 0) return RouteRole::admin;
+  return RouteRole::mesh;
+}
+
+net::Middleware make_auth_middleware(std::shared_ptr<const Service> svc) {
+  return [svc](const net::Request& request) -> std::optional<net::Response> {
+    switch (route_role(request.route)) {
+      case RouteRole::open:
+      case RouteRole::self_authenticating:
+        return std::nullopt;
+      case RouteRole::admin:
+        if (has_admin_token(*svc, request)) return std::nullopt;
+        return error_response(401, "admin_unauthorized",
+                              "operator routes need x-admin-token (or Authorization: Bearer) "
+                              "with ADMIN_API_TOKEN");
+      case RouteRole::mesh:
+        if (has_mesh_token(*svc, request)) return std::nullopt;
+        return error_response(401, "mesh_unauthorized",
+                              "this route needs x-mesh-token with MESH_AUTH_TOKEN");
+    }
+    return std::nullopt;
+  };
+}
+
+}  // namespace
+
+core::Result<CoordinatorOptions> coordinator_options(const core::Config& config) {
+  CoordinatorOptions o;
+  const auto& s = config.settings;
+  o.mesh_token = s.get_or("MESH_AUTH_TOKEN", "");
+  o.admin_token = s.get_or("ADMIN_API_TOKEN", "");
+  o.inference_token = s.get_or("INFERENCE_AUTH_TOKEN", "");
+  o.insecure_dev = config.insecure_dev;
+  auto auto_approve = s.get_bool("AUTO_APPROVE_AGENTS");
+  if (!auto_approve) return auto_approve.error();
+  o.auto_approve = *auto_approve;
+  o.inference_url = s.get_or("INFERENCE_URL", "");
+  if (o.inference_url.empty()) {
+    o.inference_url =
+        "http://127.0.0.1:" + std::to_string(config.ports.at(core::Service::inference));
+  }
+  while (!o.inference_url.empty() && o.inference_url.back() == '/') o.inference_url.pop_back();
+  struct IntSetting {
+    std::string_view name;
+    std::int64_t* out;
+    std::int64_t fallback, min, max;
+  };
+  std::int64_t max_attempts = 3, ios_pct = 20;
+  const IntSetting ints[] = {
+      {"COORDINATOR_LEASE_BUDGET_MS", &o.lease_budget_ms, 60'000, 0, 86'400'000},
+      {"COORDINATOR_LEASE_SWEEP_MS", &o.sweep_interval_ms, 1'000, 10, 600'000},
+      {"COORDINATOR_MAX_ATTEMPTS", &max_attempts, 3, 1, 20},
+      {"COORDINATOR_AGENT_ONLINE_MS", &o.agent_online_ms, 120'000, 1'000, 86'400'000},
+      {"COORDINATOR_DECOMPOSE_TIMEOUT_MS", &o.decompose_timeout_ms, 150'000, 100, 3'600'000},
+      {"COORDINATOR_EVENTS_POLL_MS", &o.events_poll_ms, 250, 10, 60'000},
+      {"IOS_BATTERY_PULL_MIN_INTERVAL_MS", &o.power.ios_pull_min_interval_ms, 45'000, 0,
+       86'400'000},
+      {"IOS_BATTERY_TASK_STOP_LEVEL_PCT", &ios_pct, 20, 0, 100},
+  };
+  for (const auto& i : ints) {
+    auto v = options_int(config, i.name, i.fallback, i.min, i.max);
+    if (!v) return v.error();
+    *i.out = *v;
+  }
+  o.max_attempts = static_cast<int>(max_attempts);
+  o.power.ios_stop_level_pct = static_cast<int>(ios_pct);
+  o.public_url =
+      s.get_or("COORDINATOR_PUBLIC_URL",
+               "http://127.0.0.1:" + std::to_string(config.ports.at(core::Service::coordinator)));
+  o.peer_id = s.get_or("COORDINATOR_PEER_ID", "");
+  if (o.peer_id.empty())
+    o.peer_id = "coord-" + core::crypto::sha256_hex(o.public_url).substr(0, 12);
+  o.network_mode = s.get_or("NETWORK_MODE", "public_mesh");
+  if (o.network_mode != "public_mesh" && o.network_mode != "enterprise_overlay") {
+    return core::Error(
+        core::Errc::invalid_argument,
+        "NETWORK_MODE: expected public_mesh or enterprise_overlay, got '" + o.network_mode + "'");
+  }
+  o.ollama_host = s.get_or("OLLAMA_HOST", "http://127.0.0.1:11434");
+  while (!o.ollama_host.empty() && o.ollama_host.back() == '/') o.ollama_host.pop_back();
+  o.local_model_provider = s.get_or("LOCAL_MODEL_PROVIDER", "edgecoder-local");
+  return o;
+}
+
+Service::Service(CoordinatorOptions opts, std::unique_ptr<store::Store> st,
+                 std::function<std::int64_t()> clock, boost::asio::io_context& io,
+                 core::metrics::Registry& registry)
+    : options(std::move(opts)),
+      store(std::move(st)),
+      http(std::make_unique<net::HttpClient>(io.get_executor())),
+      clock_(clock ? std::move(clock) : std::function<std::int64_t()>([] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+            .count();
+      })) {
+  auto counter = [&registry](std::string_view name, std::string_view help,
+                             core::metrics::Labels labels = {}) {
+    return &registry.counter(name, help, labels);
+  };
+  metrics.registrations =
+      counter("edgecoder_coordinator_registrations_total", "Agent registrations accepted.");
+  metrics.claims = counter("edgecoder_coordinator_claims_total", "Subtask leases granted.");
+  const char* results_help = "Subtask results by outcome.";
+  metrics.results_accepted =
+      counter("edgecoder_coordinator_results_total", results_help, {{"outcome", "accepted"}});
+  metrics.results_duplicate =
+      counter("edgecoder_coordinator_results_total", results_help, {{"outcome", "duplicate"}});
+  metrics.results_stale =
+      counter("edgecoder_coordinator_results_total", results_help, {{"outcome", "stale"}});
+  const char* expired_help = "Expired leases by what became of the subtask.";
+  metrics.leases_requeued = counter("edgecoder_coordinator_leases_expired_total", expired_help,
+                                    {{"outcome", "requeued"}});
+  metrics.leases_failed =
+      counter("edgecoder_coordinator_leases_expired_total", expired_help, {{"outcome", "failed"}});
+  metrics.tasks_created = counter("edgecoder_coordinator_tasks_created_total", "Tasks accepted.");
+  metrics.decompose_failures = counter("edgecoder_coordinator_decompose_failures_total",
+                                       "Submissions refused because inference failed.");
+}
+
+Service::~Service() { stop(); }
+
+void Service::start(std::optional<std::int64_t> retention_ms) {
+  sweeper_ = std::thread([this, retention_ms] { sweeper_loop(retention_ms); });
+}
+
+void Service::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+}
+
+void Service::sweep_once() {
+  auto expired = store->expire_leases();
+  if (!expired) {
+    core::log::warn("coordinator", "lease_sweep_failed", {{"detail", expired.error().detail}});
+    return;
+  }
+  if (expired->requeued > 0 || expired->failed > 0) {
+    metrics.leases_requeued->inc(static_cast<std::uint64_t>(expired->requeued));
+    metrics.leases_failed->inc(static_cast<std::uint64_t>(expired->failed));
+    core::log::info("coordinator", "leases_expired",
+                    {{"requeued", expired->requeued}, {"failed", expired->failed}});
+  }
+}
+
+// retention_ms: tasks finished longer ago than this are pruned; nullopt = keep forever.
+void Service::sweeper_loop(std::optional<std::int64_t> retention_ms) {
+  auto next_prune = std::chrono::steady_clock::now();
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    sweep_once();
+    if (retention_ms && std::chrono::steady_clock::now() >= next_prune) {
+      next_prune += std::chrono::milliseconds(options.prune_interval_ms);
+      auto pruned = store->prune(now() - *retention_ms);
+      if (pruned && pruned->tasks > 0) {
+        core::log::info("coordinator", "pruned", {{"tasks", pruned->tasks}});
+      }
+    }
+    lock.lock();
+    cv_.wait_for(lock, std::chrono::milliseconds(options.sweep_interval_ms),
+                 [this] { return stopping_; });
+  }
+}
+
+net::Response error_response(int status, std::string_view code, std::string_view detail,
+                             nlohmann::json extra) {
+  nlohmann::json body = std::move(extra);
+  if (!body.is_object()) body = nlohmann::json::object();
+  body["error"] = code;
+  body["detail"] = detail;
+  return net::Response::json(status, body);
+}
+
+core::Result<nlohmann::json> json_body(const net::Request& request) {
+  if (request.body.empty()) return nlohmann::json::object();
+  return net::parse_json_body(request);
+}
+
+bool has_mesh_token(const Service& svc, const net::Request& request) {
+  auto header = request.header("x-mesh-token");
+  return token_ok(svc, header ? *header : std::string_view(), svc.options.mesh_token);
+}
+
+std::string new_uuid() {
+  std::string h = core::crypto::random_hex(16);
+  h[12] = '4';
+  const char variant[] = "89ab";
+  h[16] = variant[std::stoi(h.substr(16, 1), nullptr, 16) % 4];
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
+         "-" + h.substr(20, 12);
+}
+
+nlohmann::json execution_policy(int max_concurrent_tasks) {
+  return {{"cpuCapPercent", 50},
+          {"memoryLimitMb", 2048},
+          {"idleOnly", true},
+          {"maxConcurrentTasks", max_concurrent_tasks},
+          {"allowedHours", {{"startHourUtc", 22}, {"endHourUtc", 6}}}};
+}
+
+std::vector<std::string> agent_languages(const store::Agent& agent) {
+  return agent.info.languages.empty() ? api::kDefaultAgentLanguages : agent.info.languages;
+}
+
+nlohmann::json agent_json(const Service& svc, const store::Agent& a) {
+  auto meta = nlohmann::json::parse(a.info.metadata_json, nullptr, false);
+  auto telemetry = nlohmann::json::parse(a.info.telemetry_json, nullptr, false);
+  auto runtime = nlohmann::json::parse(a.info.runtime_json, nullptr, false);
+  if (!meta.is_object()) meta = nlohmann::json::object();
+  if (!runtime.is_object()) runtime = nlohmann::json::object();
+  PowerInputs in{a.info.os, telemetry.is_object() ? telemetry : nlohmann::json(), a.last_claim_ms,
+                 svc.now()};
+  nlohmann::json j = {
+      {"agentId", a.info.id},
+      {"os", a.info.os},
+      {"version", a.info.version},
+      {"mode", a.info.mode},
+      {"clientType", a.info.client_type},
+      {"maxConcurrentTasks", a.info.max_concurrent_tasks},
+      {"sandboxMode", a.info.sandbox_mode},
+      {"languages", agent_languages(a)},
+      {"localModelProvider", meta.value("localModelProvider", "edgecoder-local")},
+      {"activeModel", a.info.active_model},
+      {"activeModelParamSize", runtime.value("activeModelParamSize", nlohmann::json())},
+      {"modelSwapInProgress", runtime.value("modelSwapInProgress", false)},
+      {"approval", store::approval_name(a.approval)},
+      {"approvalChangedAtMs", a.approval_changed_at_ms},
+      {"registeredAtMs", a.registered_at_ms},
+      {"lastSeenMs", a.last_seen_ms},
+      {"online", svc.now() - a.last_seen_ms <= svc.options.agent_online_ms},
+      {"connectedPeers", nlohmann::json::array()},
+      {"blacklisted", false},
+      {"powerPolicy", to_json(evaluate_power(in, svc.options.power))},
+  };
+  if (telemetry.is_object()) j["powerTelemetry"] = telemetry;
+  return j;
+}
+
+core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context& io,
+                            net::Router& router, core::metrics::Registry& registry,
+                            MountOverrides overrides) {
+  auto options = coordinator_options(config);
+  if (!options) return options.error();
+  std::unique_ptr<store::Store> st = std::move(overrides.store);
+  if (!st) {
+    auto opened = store::open_store(config, store::ServiceName::coordinator);
+    if (!opened) return opened.error();
+    st = std::move(*opened);
+  }
+  auto retention = store::retention_cutoff_ms(config, 0);
+  if (!retention) return retention.error();
+  std::optional<std::int64_t> retention_ms;
+  if (*retention) retention_ms = -**retention;  // cutoff for now=0 is -retention
+
+  if (options->mesh_token.empty() || options->admin_token.empty()) {
+    core::log::warn("coordinator", "INSECURE_DEV_MODE",
+                    {{"detail", "a token is unset: its routes accept every caller"}});
+  }
+  auto svc = std::make_shared<Service>(std::move(*options), std::move(st),
+                                       std::move(overrides.clock), io, registry);
+  router.use(make_auth_middleware(svc));
+  add_agent_routes(router, svc);
+  add_task_routes(router, svc);
+  add_admin_routes(router, svc);
+  add_status_routes(router, svc);
+  svc->start(retention_ms);
+  core::log::info("coordinator", "mounted",
+                  {{"store", svc->store->describe()},
+                   {"inference_url", svc->options.inference_url},
+                   {"auto_approve", svc->options.auto_approve},
+                   {"lease_budget_ms", svc->options.lease_budget_ms}});
+
+  Mounted m;
+  std::weak_ptr<Service> weak = svc;
+  m.ready_check = [weak]() -> core::Result<void> {
+    auto s = weak.lock();
+    if (!s) return core::Error(core::Errc::unavailable, "stopped", "coordinator stopped");
+    if (!s->store->ready()) {
+      return core::Error(core::Errc::unavailable, "store_unavailable",
+                         "the store does not answer: " + s->store->describe());
+    }
+    return {};
+  };
+  m.on_drain = [weak] {
+    if (auto s = weak.lock()) s->stop();
+  };
+  m.state = std::move(svc);
+  return m;
+}
+
+}  // namespace edgecoder::coordinator
