@@ -2,7 +2,9 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <stdexcept>
 #include <string>
 
@@ -35,6 +37,36 @@ CryptoDigest crypto_generic_hash(std::string_view data) {
   return digest;
 }
 
+// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
+// 1.3.101.112 }, BIT STRING (33 bytes: no unused bits, then the 32-byte key) }.
+constexpr std::array<unsigned char, 12> kEd25519SpkiPrefix = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
+                                                              0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
+
+const unsigned char* crypto_bytes(std::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
+
+std::string crypto_strip_space(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (std::isspace(static_cast<unsigned char>(c)) == 0) out.push_back(c);
+  }
+  return out;
+}
+
+Result<std::string> crypto_hex_decode(std::string_view hex) {
+  std::string out(hex.size() / 2, '\0');
+  std::size_t written = 0;
+  if (hex.size() % 2 != 0 ||
+      sodium_hex2bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), hex.data(),
+                     hex.size(), nullptr, &written, nullptr) != 0 ||
+      written != out.size()) {
+    return make_error(Errc::invalid_argument, "not valid hex");
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string random_hex(std::size_t bytes) {
@@ -63,6 +95,121 @@ std::string sha256_hex(std::string_view data) {
   crypto_hash_sha256(digest.data(), reinterpret_cast<const unsigned char*>(data.data()),
                      data.size());
   return crypto_to_hex(digest.data(), digest.size());
+}
+
+std::string base64_encode(std::string_view data) {
+  crypto_ensure_sodium();
+  constexpr int kVariant = sodium_base64_VARIANT_ORIGINAL;
+  std::string out(sodium_base64_ENCODED_LEN(data.size(), kVariant), '\0');
+  sodium_bin2base64(out.data(), out.size(), crypto_bytes(data), data.size(), kVariant);
+  out.resize(out.size() - 1);  // sodium_bin2base64 writes a terminating NUL
+  return out;
+}
+
+Result<std::string> base64_decode(std::string_view text) {
+  crypto_ensure_sodium();
+  // Padding is optional on input: Node's and OpenSSL's encoders add it, some hand-written
+  // configurations drop it.
+  const bool padded = !text.empty() && text.back() == '=';
+  const int variant =
+      padded ? sodium_base64_VARIANT_ORIGINAL : sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
+  std::string out(text.size() / 4 * 3 + 3, '\0');
+  std::size_t written = 0;
+  const char* end = nullptr;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(),
+                        text.size(), nullptr, &written, &end, variant) != 0 ||
+      end != text.data() + text.size()) {
+    return make_error(Errc::invalid_argument, "not valid base64");
+  }
+  out.resize(written);
+  return out;
+}
+
+Ed25519KeyPair ed25519_generate() {
+  crypto_ensure_sodium();
+  Ed25519KeyPair pair;
+  pair.public_key.assign(crypto_sign_PUBLICKEYBYTES, '\0');
+  pair.secret_key.assign(crypto_sign_SECRETKEYBYTES, '\0');
+  crypto_sign_keypair(reinterpret_cast<unsigned char*>(pair.public_key.data()),
+                      reinterpret_cast<unsigned char*>(pair.secret_key.data()));
+  return pair;
+}
+
+Result<Ed25519KeyPair> ed25519_from_seed(std::string_view seed) {
+  crypto_ensure_sodium();
+  if (seed.size() != crypto_sign_SEEDBYTES) {
+    return make_error(Errc::invalid_argument, "an Ed25519 seed is 32 bytes");
+  }
+  Ed25519KeyPair pair;
+  pair.public_key.assign(crypto_sign_PUBLICKEYBYTES, '\0');
+  pair.secret_key.assign(crypto_sign_SECRETKEYBYTES, '\0');
+  crypto_sign_seed_keypair(reinterpret_cast<unsigned char*>(pair.public_key.data()),
+                           reinterpret_cast<unsigned char*>(pair.secret_key.data()),
+                           crypto_bytes(seed));
+  return pair;
+}
+
+Result<std::string> ed25519_sign(std::string_view message, std::string_view secret_key) {
+  crypto_ensure_sodium();
+  if (secret_key.size() != crypto_sign_SECRETKEYBYTES) {
+    return make_error(Errc::invalid_argument, "an Ed25519 secret key is 64 bytes");
+  }
+  std::string signature(crypto_sign_BYTES, '\0');
+  crypto_sign_detached(reinterpret_cast<unsigned char*>(signature.data()), nullptr,
+                       crypto_bytes(message), message.size(), crypto_bytes(secret_key));
+  return signature;
+}
+
+bool ed25519_verify(std::string_view message, std::string_view signature,
+                    std::string_view public_key) {
+  crypto_ensure_sodium();
+  if (signature.size() != crypto_sign_BYTES || public_key.size() != crypto_sign_PUBLICKEYBYTES) {
+    return false;
+  }
+  return crypto_sign_verify_detached(crypto_bytes(signature), crypto_bytes(message), message.size(),
+                                     crypto_bytes(public_key)) == 0;
+}
+
+Result<std::string> ed25519_public_key_parse(std::string_view text) {
+  constexpr std::string_view kBegin = "-----BEGIN PUBLIC KEY-----";
+  constexpr std::string_view kEnd = "-----END PUBLIC KEY-----";
+  std::string body;
+  const auto begin = text.find(kBegin);
+  if (begin != std::string_view::npos) {
+    const auto end = text.find(kEnd, begin);
+    if (end == std::string_view::npos) {
+      return make_error(Errc::invalid_argument, "PEM public key without its END line");
+    }
+    const auto from = begin + kBegin.size();
+    // Env files often carry the PEM on one line with literal "\n" sequences for its breaks.
+    std::string inner(text.substr(from, end - from));
+    for (auto at = inner.find("\\n"); at != std::string::npos; at = inner.find("\\n", at)) {
+      inner.replace(at, 2, "\n");
+    }
+    body = crypto_strip_space(inner);
+  } else {
+    body = crypto_strip_space(text);
+  }
+  if (body.empty()) return make_error(Errc::invalid_argument, "empty public key");
+  if (begin == std::string_view::npos && body.size() == 2 * crypto_sign_PUBLICKEYBYTES) {
+    auto raw = crypto_hex_decode(body);
+    if (raw) return raw;
+  }
+  auto der = base64_decode(body);
+  if (!der) return make_error(Errc::invalid_argument, "public key is not PEM, base64 or hex");
+  if (der->size() == crypto_sign_PUBLICKEYBYTES && begin == std::string_view::npos) return der;
+  if (der->size() == kEd25519SpkiPrefix.size() + crypto_sign_PUBLICKEYBYTES &&
+      std::equal(kEd25519SpkiPrefix.begin(), kEd25519SpkiPrefix.end(), crypto_bytes(*der))) {
+    return der->substr(kEd25519SpkiPrefix.size());
+  }
+  return make_error(Errc::invalid_argument, "not an Ed25519 public key");
+}
+
+std::string ed25519_public_key_pem(std::string_view public_key) {
+  std::string der(reinterpret_cast<const char*>(kEd25519SpkiPrefix.data()),
+                  kEd25519SpkiPrefix.size());
+  der.append(public_key);
+  return "-----BEGIN PUBLIC KEY-----\n" + base64_encode(der) + "\n-----END PUBLIC KEY-----\n";
 }
 
 }  // namespace edgecoder::core::crypto

@@ -1,0 +1,297 @@
+// Latency the inference service's /chat relay adds over calling the model server directly.
+//
+// A fake Ollama server (tests/model/fake_model_server.cpp) streams N tokens per request, one
+// every --interval-ms, each token being its own send time (steady_clock ns, same process). The
+// client opens S concurrent streams either directly to the fake (POST /api/chat, NDJSON) or
+// through the relay (POST /chat on an in-process inference service, SSE), and records:
+//   TTFT       request start -> first token received (one sample per stream);
+//   per token  token received - token sent by the fake, for every token after the first.
+// The added latency is relay minus direct, per percentile. Each run warms both paths up once
+// (the relay keeps its model-server connections alive, as in production), then measures; the
+// summary is the median over runs of each figure.
+//
+// Threads: fake server 1, relay (server + its model client) 1, bench client 1.
+//
+//   inference_bench [--runs 3] [--streams 1,50] [--tokens 64] [--interval-ms 10]
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+
+#include "core/log.h"
+#include "core/metrics.h"
+#include "inference/service.h"
+#include "model/fake_model_server.h"
+#include "net/client.h"
+#include "net/server.h"
+#include "net/standard_routes.h"
+#include "net/stream_parsers.h"
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace edgecoder;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+constexpr const char* kToken = "bench-token";
+constexpr const char* kModel = "qwen2.5-coder:7b";
+
+struct BenchArgs {
+  int runs = 3;
+  std::vector<int> streams = {1, 50};
+  int tokens = 64;
+  int interval_ms = 10;
+};
+
+struct Samples {
+  std::vector<double> ttft_us;
+  std::vector<double> token_us;
+  int failed = 0;
+};
+
+std::int64_t bench_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const auto rank = static_cast<std::size_t>(p * static_cast<double>(v.size()) + 0.999999);
+  return v[std::clamp<std::size_t>(rank, 1, v.size()) - 1];
+}
+
+double median(std::vector<double> v) { return percentile(std::move(v), 0.5); }
+
+// One stream: records TTFT and per-token latencies into `out` (single client thread).
+asio::awaitable<void> bench_stream(net::HttpClient* client, std::string url, bool relay,
+                                   Samples* out) {
+  net::ClientRequest request;
+  request.method = "POST";
+  request.url = std::move(url);
+  request.headers = {{"Content-Type", "application/json"}};
+  if (relay) request.headers.emplace_back("x-inference-token", kToken);
+  const json body = {{"model", kModel},
+                     {"messages", {{{"role", "user"}, {"content", "count"}}}},
+                     {"stream", true}};
+  request.body = body.dump();
+  const auto started = Clock::now();
+  auto open = client->stream(std::move(request));
+  auto stream = co_await std::move(open);
+  if (!stream || (*stream)->status() != 200) {
+    ++out->failed;
+    co_return;
+  }
+  net::NdjsonParser ndjson;
+  net::SseParser sse;
+  bool first = true;
+  for (;;) {
+    auto read = (*stream)->next();
+    auto piece = co_await std::move(read);
+    if (!piece) {
+      ++out->failed;
+      co_return;
+    }
+    if (!*piece) break;
+    const std::int64_t arrived = bench_now_ns();
+    std::vector<std::string> contents;
+    if (relay) {
+      auto events = sse.feed(**piece);
+      if (!events) break;
+      for (const auto& e : *events) {
+        if (e.data == "[DONE]" || e.event != "message") continue;
+        contents.push_back(json::parse(e.data)["content"].get<std::string>());
+      }
+    } else {
+      auto lines = ndjson.feed(**piece);
+      if (!lines) break;
+      for (const auto& l : *lines) {
+        const auto j = json::parse(l);
+        const std::string c = j["message"]["content"].get<std::string>();
+        if (!c.empty()) contents.push_back(c);
+      }
+    }
+    for (const auto& c : contents) {
+      if (first) {
+        out->ttft_us.push_back(
+            std::chrono::duration<double, std::micro>(Clock::now() - started).count());
+        first = false;
+        continue;
+      }
+      const std::int64_t sent = std::stoll(c);
+      out->token_us.push_back(static_cast<double>(arrived - sent) / 1000.0);
+    }
+  }
+}
+
+// Runs `streams` concurrent streams on a fresh client and io_context; returns their samples.
+Samples run_round(const std::string& url, bool relay, int streams) {
+  asio::io_context io;
+  Samples samples;
+  {
+    net::ClientOptions options;
+    options.max_idle_per_host = static_cast<std::size_t>(streams);
+    net::HttpClient client(io.get_executor(), options);
+    for (int i = 0; i < streams; ++i) {
+      asio::co_spawn(io, bench_stream(&client, url, relay, &samples), asio::detached);
+    }
+    io.run();
+  }
+  return samples;
+}
+
+struct RelayNode {
+  core::metrics::Registry registry;
+  asio::io_context io;
+  std::shared_ptr<inference::InferenceService> service;
+  std::unique_ptr<net::HttpServer> server;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::thread thread;
+  std::uint16_t port = 0;
+
+  explicit RelayNode(const std::string& model_url) {
+    inference::ServiceOptions options;
+    options.auth_token = kToken;
+    options.provider.kind = model::ProviderKind::ollama;
+    options.provider.base_url = model_url;
+    options.provider.model = kModel;
+    options.provider.coordinator_model = kModel;
+    auto created = inference::InferenceService::create(options, io.get_executor(), registry);
+    if (!created) {
+      std::fprintf(stderr, "relay: %s\n", created.error().detail.c_str());
+      std::exit(1);
+    }
+    service = *created;
+    net::Router router;
+    service->add_routes(router);
+    net::StandardRoutes standard;
+    standard.service = "inference";
+    standard.metrics = &registry;
+    net::add_standard_routes(router, std::move(standard));
+    net::ServerOptions server_options;
+    server_options.name = "inference";
+    server = std::make_unique<net::HttpServer>(io, server_options, std::move(router), &registry);
+    auto bound = server->listen();
+    if (!bound) {
+      std::fprintf(stderr, "relay: %s\n", bound.error().detail.c_str());
+      std::exit(1);
+    }
+    port = *bound;
+    server->start();
+    work.emplace(io.get_executor());
+    thread = std::thread([this] { io.run(); });
+  }
+  ~RelayNode() {
+    service->stop();
+    server->shutdown();
+    work.reset();
+    io.stop();
+    thread.join();
+  }
+};
+
+struct Figures {
+  double direct_ttft_p50, direct_ttft_p99, relay_ttft_p50, relay_ttft_p99;
+  double direct_tok_p50, direct_tok_p99, relay_tok_p50, relay_tok_p99;
+  int failed;
+};
+
+Figures bench_once(const BenchArgs& args, int streams) {
+  testing::FakeBehaviour behaviour;
+  behaviour.tokens.assign(static_cast<std::size_t>(args.tokens), "x");
+  behaviour.token_interval = std::chrono::milliseconds(args.interval_ms);
+  behaviour.embed_send_time = true;
+  testing::FakeModelServer fake(testing::FakeModelServer::Flavor::ollama, behaviour);
+  RelayNode relay(fake.base_url());
+  const std::string direct_url = fake.base_url() + "/api/chat";
+  const std::string relay_url = "http://127.0.0.1:" + std::to_string(relay.port) + "/chat";
+  run_round(direct_url, false, streams);  // warm-up
+  run_round(relay_url, true, streams);
+  const Samples direct = run_round(direct_url, false, streams);
+  const Samples relayed = run_round(relay_url, true, streams);
+  return Figures{percentile(direct.ttft_us, 0.5),   percentile(direct.ttft_us, 0.99),
+                 percentile(relayed.ttft_us, 0.5),  percentile(relayed.ttft_us, 0.99),
+                 percentile(direct.token_us, 0.5),  percentile(direct.token_us, 0.99),
+                 percentile(relayed.token_us, 0.5), percentile(relayed.token_us, 0.99),
+                 direct.failed + relayed.failed};
+}
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(std::stoi(item));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  BenchArgs args;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    const std::string value = argv[i + 1];
+    if (flag == "--runs") {
+      args.runs = std::stoi(value);
+    } else if (flag == "--streams") {
+      args.streams = parse_list(value);
+    } else if (flag == "--tokens") {
+      args.tokens = std::stoi(value);
+    } else if (flag == "--interval-ms") {
+      args.interval_ms = std::stoi(value);
+    } else {
+      std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
+      return 2;
+    }
+  }
+  core::log::init(core::log::Level::error);
+  std::printf("tokens/stream=%d interval=%d ms runs=%d (times in ms)\n", args.tokens,
+              args.interval_ms, args.runs);
+  for (int streams : args.streams) {
+    std::vector<Figures> runs;
+    for (int r = 0; r < args.runs; ++r) {
+      const Figures f = bench_once(args, streams);
+      runs.push_back(f);
+      std::printf(
+          "streams=%-3d run %d  ttft direct p50 %.3f p99 %.3f | relay p50 %.3f p99 %.3f   "
+          "token direct p50 %.3f p99 %.3f | relay p50 %.3f p99 %.3f  failed=%d\n",
+          streams, r + 1, f.direct_ttft_p50 / 1000, f.direct_ttft_p99 / 1000,
+          f.relay_ttft_p50 / 1000, f.relay_ttft_p99 / 1000, f.direct_tok_p50 / 1000,
+          f.direct_tok_p99 / 1000, f.relay_tok_p50 / 1000, f.relay_tok_p99 / 1000, f.failed);
+    }
+    auto med = [&](double Figures::*field) {
+      std::vector<double> v;
+      for (const auto& f : runs) v.push_back(f.*field);
+      return median(v) / 1000;
+    };
+    std::printf(
+        "streams=%-3d MEDIAN  TTFT: direct p50 %.3f p99 %.3f, relay p50 %.3f p99 %.3f, added "
+        "p50 %.3f p99 %.3f\n",
+        streams, med(&Figures::direct_ttft_p50), med(&Figures::direct_ttft_p99),
+        med(&Figures::relay_ttft_p50), med(&Figures::relay_ttft_p99),
+        med(&Figures::relay_ttft_p50) - med(&Figures::direct_ttft_p50),
+        med(&Figures::relay_ttft_p99) - med(&Figures::direct_ttft_p99));
+    std::printf(
+        "streams=%-3d MEDIAN  per token: direct p50 %.3f p99 %.3f, relay p50 %.3f p99 %.3f, "
+        "added p50 %.3f p99 %.3f\n",
+        streams, med(&Figures::direct_tok_p50), med(&Figures::direct_tok_p99),
+        med(&Figures::relay_tok_p50), med(&Figures::relay_tok_p99),
+        med(&Figures::relay_tok_p50) - med(&Figures::direct_tok_p50),
+        med(&Figures::relay_tok_p99) - med(&Figures::direct_tok_p99));
+  }
+  return 0;
+}
