@@ -32,12 +32,37 @@ cleanup() {
 trap cleanup EXIT
 export EDGECODER_TEST_PG_DSN="host=$PGROOT user=postgres dbname=postgres"
 
+# The sandbox suite once more as an unprivileged user: bubblewrap then works through
+# unprivileged user namespaces, as under the packaged service (User=edgecoder). Run as root,
+# a dedicated account is created for it; run unprivileged, ctest already covered that case.
+SANDBOX_TEST_USER=edgecoder-sandbox-ci
+sandbox_unprivileged() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  if ! id -u "$SANDBOX_TEST_USER" >/dev/null 2>&1; then
+    useradd --system --create-home --home-dir "/var/tmp/$SANDBOX_TEST_USER" \
+      --shell /usr/sbin/nologin "$SANDBOX_TEST_USER"
+  fi
+  local home bin="$PWD/build/$1/tests/sandbox/test_sandbox"
+  home=$(getent passwd "$SANDBOX_TEST_USER" | cut -d: -f6)
+  chmod o+x "$PWD" "$PWD/build" "$PWD/build/$1"
+  if ! runuser -u "$SANDBOX_TEST_USER" -- test -x "$bin"; then
+    echo "$SANDBOX_TEST_USER cannot reach $bin: make its parent directories traversable" >&2
+    return 1
+  fi
+  # Sequential on purpose: one user's processes share one RLIMIT_NPROC budget.
+  timeout 1200 runuser -u "$SANDBOX_TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin \
+    HOME="$home" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "$bin" --gtest_brief=1
+}
+
 for preset in ci-debug ci-asan; do
   phase "$preset build"
   cmake --preset "$preset" >/dev/null
   timeout 2400 cmake --build --preset "$preset"
   phase "$preset test"
   timeout 1200 ctest --preset "$preset"
+  phase "$preset sandbox tests as an unprivileged user"
+  sandbox_unprivileged "$preset"
 done
 
 phase fuzz
