@@ -12,6 +12,7 @@
 #include "app/secrets.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "sandbox/cli.h"
 #include "store/cli.h"
 
 extern char** environ;
@@ -88,10 +89,21 @@ int main(int argc, char** argv) {
   release_verify_cmd->add_flag("--no-files", verify_no_files, "check only the signature");
   release_cmd->require_subcommand(1);
 
+  auto* sandbox_cmd = cli.add_subcommand("sandbox", "the code sandbox (SANDBOX_MODE)");
+  auto* sandbox_run_cmd = sandbox_cmd->add_subcommand(
+      "run",
+      "run one file in the configured sandbox and exit with its exit code (2 usage, 124 timed "
+      "out, 125 sandbox unavailable)");
+  std::string sandbox_language, sandbox_file;
+  sandbox_run_cmd->add_option("--language,-l", sandbox_language, "python|javascript");
+  sandbox_run_cmd->add_option("file", sandbox_file, "the program (- = standard input)");
+  sandbox_cmd->require_subcommand(1);
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return cli.exit(e);
+    const int code = cli.exit(e);
+    return code != 0 && sandbox_cmd->parsed() ? 2 : code;  // the sandbox verb's usage code
   }
 
   if (release_verify_cmd->parsed()) {
@@ -145,6 +157,9 @@ int main(int argc, char** argv) {
   }
   if (db_cmd->parsed()) {
     return edgecoder::store::run_db_verb(db_cmd->remaining(), *config);
+  }
+  if (sandbox_run_cmd->parsed()) {
+    return edgecoder::sandbox::run_sandbox_verb(*config, sandbox_language, sandbox_file);
   }
   if (token_show_cmd->parsed()) {
     return edgecoder::app::token_show(*config, role);

@@ -1,5 +1,8 @@
 #include "app/services.h"
 
+#include "coordinator/coordinator.h"
+#include "inference/service.h"
+
 namespace edgecoder::app {
 
 core::Result<MountedService> mount_service(core::Service service, const core::Config& config,
@@ -10,6 +13,18 @@ core::Result<MountedService> mount_service(core::Service service, const core::Co
   (void)router;
   (void)registry;
   switch (service) {
+    case core::Service::coordinator: {
+      auto mounted = coordinator::mount(config, io, router, registry);
+      if (!mounted) return mounted.error();
+      return MountedService{std::move(mounted->state), std::move(mounted->ready_check),
+                            std::move(mounted->on_drain)};
+    }
+    case core::Service::inference: {
+      auto mounted = inference::mount(config, io, router, registry);
+      if (!mounted) return mounted.error();
+      return MountedService{std::move(mounted->state), std::move(mounted->ready_check),
+                            std::move(mounted->on_drain)};
+    }
     // Services with routes of their own add a case here, e.g.
     //   case core::Service::inference: return inference::mount(config, io, router, registry);
     default:

@@ -12,6 +12,9 @@
 #include <set>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "core/crypto.h"
 #include "core/fs.h"
 #include "core/log.h"
 
@@ -72,6 +75,113 @@ constexpr std::array kConfigSettings = {
     SettingSpec{"EDGECODER_PG_POOL_SIZE", "8", "PostgreSQL connections per process."},
     SettingSpec{"EDGECODER_PG_STATEMENT_TIMEOUT_MS", "30000",
                 "PostgreSQL statement_timeout for store queries, in milliseconds."},
+    SettingSpec{"LOCAL_MODEL_PROVIDER", "edgecoder-local",
+                "Model provider: edgecoder-local (deterministic offline stub, not an LLM), "
+                "ollama-local (alias ollama) or openai (any OpenAI-compatible server)."},
+    SettingSpec{"OLLAMA_HOST", "http://127.0.0.1:11434", "Base URL of the Ollama server."},
+    SettingSpec{"OLLAMA_MODEL", "qwen3.5:9b", "Ollama model for code generation and chat."},
+    SettingSpec{"OLLAMA_COORDINATOR_MODEL", "",
+                "Ollama model for decomposition and escalation; empty = OLLAMA_MODEL."},
+    SettingSpec{"OPENAI_BASE_URL", "http://127.0.0.1:8080/v1",
+                "Base URL of an OpenAI-compatible server (llama.cpp, vLLM, LM Studio, LocalAI), "
+                "with or without /v1."},
+    SettingSpec{"OPENAI_MODEL", "",
+                "Model for code generation and chat; empty = the first model the server lists."},
+    SettingSpec{"OPENAI_COORDINATOR_MODEL", "",
+                "Model for decomposition and escalation; empty = OPENAI_MODEL."},
+    SettingSpec{"MODEL_CONNECT_TIMEOUT_MS", "5000", "Milliseconds to connect to the model server."},
+    SettingSpec{"MODEL_FIRST_TOKEN_TIMEOUT_MS", "120000",
+                "Milliseconds from a model request to its first token (includes model loading)."},
+    SettingSpec{"MODEL_TOTAL_TIMEOUT_MS", "600000", "Milliseconds a whole model request may take."},
+    SettingSpec{"MODEL_HEALTH_INTERVAL_MS", "10000",
+                "Milliseconds between model server reachability checks (for /ready)."},
+    SettingSpec{"INFERENCE_REQUIRE_SIGNED_COORDINATOR_REQUESTS", "false",
+                "Inference: require Ed25519-signed coordinator requests on /decompose, /escalate "
+                "and /chat (on anyway when a trusted key is set)."},
+    SettingSpec{"INFERENCE_COORDINATOR_PEER_ID", "",
+                "Inference: peer id of the coordinator whose key is "
+                "INFERENCE_COORDINATOR_PUBLIC_KEY_PEM."},
+    SettingSpec{"INFERENCE_COORDINATOR_PUBLIC_KEY_PEM", "",
+                "Inference: that coordinator's Ed25519 public key (PEM, base64 or hex)."},
+    SettingSpec{"INFERENCE_TRUSTED_COORDINATOR_KEYS_JSON", "",
+                "Inference: more trusted coordinators, as a JSON object peerId -> public key."},
+    SettingSpec{"INFERENCE_MAX_SIGNATURE_SKEW_MS", "120000",
+                "Inference: largest accepted distance between a signature's timestamp and now."},
+    SettingSpec{"INFERENCE_NONCE_TTL_MS", "300000",
+                "Inference: milliseconds a signed request's nonce is remembered (replay window; at "
+                "least twice the skew)."},
+    SettingSpec{"AUTO_APPROVE_AGENTS", "false",
+                "Coordinator: approve every agent that registers with the mesh token (else an "
+                "operator or a registration token approves it)."},
+    SettingSpec{"COORDINATOR_LEASE_BUDGET_MS", "60000",
+                "Coordinator: milliseconds added to a subtask's timeoutMs to size its lease (model "
+                "time); heartbeats renew it."},
+    SettingSpec{"COORDINATOR_LEASE_SWEEP_MS", "1000",
+                "Coordinator: milliseconds between sweeps that requeue expired leases."},
+    SettingSpec{"COORDINATOR_MAX_ATTEMPTS", "3",
+                "Coordinator: expired leases before a subtask fails (default for submissions "
+                "without maxAttempts)."},
+    SettingSpec{"COORDINATOR_AGENT_ONLINE_MS", "120000",
+                "Coordinator: an agent seen within this many milliseconds counts as online."},
+    SettingSpec{"COORDINATOR_DECOMPOSE_TIMEOUT_MS", "150000",
+                "Coordinator: milliseconds to wait for the inference service's /decompose."},
+    SettingSpec{"COORDINATOR_EVENTS_POLL_MS", "250",
+                "Coordinator: milliseconds between store polls of a task event stream (SSE)."},
+    SettingSpec{"COORDINATOR_PUBLIC_URL", "",
+                "Coordinator: URL it advertises in /identity; empty = "
+                "http://127.0.0.1:COORDINATOR_PORT."},
+    SettingSpec{"COORDINATOR_PEER_ID", "",
+                "Coordinator: peer id in /identity; empty = derived from COORDINATOR_PUBLIC_URL."},
+    SettingSpec{"NETWORK_MODE", "public_mesh",
+                "Coordinator: public_mesh or enterprise_overlay (shown by /identity, /features)."},
+    SettingSpec{"IOS_BATTERY_PULL_MIN_INTERVAL_MS", "45000",
+                "Coordinator power policy: an iOS agent on battery gets at most one subtask per "
+                "this many milliseconds."},
+    SettingSpec{"IOS_BATTERY_TASK_STOP_LEVEL_PCT", "20",
+                "Coordinator power policy: an iOS agent on battery at or below this percentage "
+                "gets no subtasks."},
+    // The code sandbox (src/sandbox, docs/sandbox.md).
+    SettingSpec{"SANDBOX_MODE", "bwrap",
+                "Sandbox for generated code: bwrap, process (weak isolation), docker, or none "
+                "(no isolation; tenant work is refused). Never replaced by a weaker one."},
+    SettingSpec{"SANDBOX_TIMEOUT_MS", "10000",
+                "Wall-clock milliseconds a program may run before its whole process tree is "
+                "killed."},
+    SettingSpec{"SANDBOX_CPU_SECONDS", "10", "CPU seconds per sandboxed process (RLIMIT_CPU)."},
+    SettingSpec{"SANDBOX_MEMORY_MB", "512",
+                "Memory per run, MiB: address space (RLIMIT_AS), the JS heap, and cgroup "
+                "memory.max when cgroup v2 is delegated."},
+    SettingSpec{"SANDBOX_NODE_VM_RESERVE_MB", "1024",
+                "Extra address space, MiB, for Node's V8 reservations on top of "
+                "SANDBOX_MEMORY_MB (RLIMIT_AS only; not memory)."},
+    SettingSpec{"SANDBOX_MAX_PROCESSES", "64",
+                "Processes per run (RLIMIT_NPROC, cgroup pids.max); stops fork bombs."},
+    SettingSpec{"SANDBOX_MAX_FILE_MB", "16", "Largest file a program may write, MiB."},
+    SettingSpec{"SANDBOX_WORK_DIR_MB", "64", "Size of the tmpfs /work and /tmp, MiB each."},
+    SettingSpec{"SANDBOX_MAX_OPEN_FILES", "64", "Open files per process (RLIMIT_NOFILE)."},
+    SettingSpec{"SANDBOX_MAX_OUTPUT_BYTES", "1048576",
+                "Bytes of stdout and of stderr kept per run; the rest is discarded and marked."},
+    SettingSpec{"SANDBOX_UID", "65534",
+                "Unprivileged uid programs run as when edgecoder runs as root."},
+    SettingSpec{"SANDBOX_GID", "65534", "Gid programs run as when edgecoder runs as root."},
+    SettingSpec{"SANDBOX_PYTHON", "/usr/bin/python3", "Python 3 interpreter (absolute path)."},
+    SettingSpec{"SANDBOX_NODE", "/usr/bin/node", "Node.js interpreter (absolute path)."},
+    SettingSpec{"SANDBOX_BWRAP", "/usr/bin/bwrap", "bubblewrap executable."},
+    SettingSpec{"SANDBOX_EXTRA_RO_BINDS", "",
+                "bwrap: extra host directories bound read-only, ':'-separated (e.g. an "
+                "interpreter under /opt); never /home, /root, /etc or the data directory."},
+    SettingSpec{"SANDBOX_CGROUP", "auto",
+                "cgroup v2 per-run limits: auto (a delegated cgroup when present), off, or a "
+                "cgroup v2 directory."},
+    SettingSpec{"SANDBOX_WORK_ROOT", "",
+                "process/none modes: where per-run work directories go; empty = $TMPDIR or "
+                "/tmp."},
+    SettingSpec{"SANDBOX_DOCKER", "docker", "docker mode: the docker CLI."},
+    SettingSpec{"SANDBOX_DOCKER_PYTHON_IMAGE", "python:3.11-slim",
+                "docker mode: image for Python (never pulled by a run)."},
+    SettingSpec{"SANDBOX_DOCKER_NODE_IMAGE", "node:20-slim",
+                "docker mode: image for JavaScript (never pulled by a run)."},
+    SettingSpec{"SANDBOX_DOCKER_CPUS", "1", "docker mode: --cpus for each container."},
     SettingSpec{"MESH_AUTH_TOKEN", "",
                 "Mesh credential for agents and task clients (x-mesh-token).", true},
     SettingSpec{"ADMIN_API_TOKEN", "", "Operator credential (x-admin-token or Bearer).", true},
@@ -84,6 +194,8 @@ constexpr std::array kConfigSettings = {
     SettingSpec{"IDE_PROVIDER_API_KEY", "",
                 "Bearer key for the IDE provider when it listens beyond loopback.", true},
     SettingSpec{"METRICS_TOKEN", "", "Optional Bearer token protecting /metrics.", true},
+    SettingSpec{"OPENAI_API_KEY", "",
+                "API key sent as Bearer to the OpenAI-compatible server (empty = none).", true},
 };
 
 constexpr std::string_view kConfigRedacted = "<redacted>";
@@ -191,6 +303,85 @@ Result<void> config_check_readable(std::string_view name, const std::filesystem:
   if (::access(path.c_str(), R_OK) != 0) {
     return make_error(Errc::invalid_argument, std::string(name) + ": cannot read '" +
                                                   path.string() + "': " + std::strerror(errno));
+  }
+  return {};
+}
+
+// A model server URL: http(s)://... For OLLAMA_HOST a bare host[:port] is also accepted (the form
+// `ollama serve` itself reads); the model library adds http:// then.
+Result<void> config_check_url(const Settings& settings, std::string_view name, bool bare_ok) {
+  const std::string value = settings.get_or(name, "");
+  if (value.empty()) return {};
+  const auto sep = value.find("://");
+  if (sep == std::string::npos) {
+    if (bare_ok && value.find_first_of("/ ") == std::string::npos) return {};
+    return make_error(
+        Errc::invalid_argument,
+        std::string(name) + ": expected an http:// or https:// URL, got '" + value + "'");
+  }
+  const std::string scheme = config_lower(std::string_view(value).substr(0, sep));
+  if ((scheme != "http" && scheme != "https") || sep + 3 >= value.size()) {
+    return make_error(
+        Errc::invalid_argument,
+        std::string(name) + ": expected an http:// or https:// URL, got '" + value + "'");
+  }
+  return {};
+}
+
+// The model provider and inference settings (issue 5). The model and inference libraries parse
+// them into their own structs; this check makes a bad value stop the process at start, naming
+// the setting, whatever the mode.
+Result<void> config_check_model_settings(const Settings& settings) {
+  const std::string provider = config_lower(settings.get_or("LOCAL_MODEL_PROVIDER", ""));
+  if (!provider.empty() && provider != "edgecoder-local" && provider != "ollama-local" &&
+      provider != "ollama" && provider != "openai") {
+    return make_error(Errc::invalid_argument,
+                      "LOCAL_MODEL_PROVIDER: unknown provider '" + provider +
+                          "'; valid: edgecoder-local, ollama-local (alias ollama), openai");
+  }
+  if (auto ok = config_check_url(settings, "OLLAMA_HOST", true); !ok) return ok.error();
+  if (auto ok = config_check_url(settings, "OPENAI_BASE_URL", false); !ok) return ok.error();
+  static constexpr std::array<std::pair<std::string_view, std::int64_t>, 6> kDurations = {{
+      {"MODEL_CONNECT_TIMEOUT_MS", 3'600'000},
+      {"MODEL_FIRST_TOKEN_TIMEOUT_MS", 86'400'000},
+      {"MODEL_TOTAL_TIMEOUT_MS", 86'400'000},
+      {"MODEL_HEALTH_INTERVAL_MS", 86'400'000},
+      {"INFERENCE_MAX_SIGNATURE_SKEW_MS", 86'400'000},
+      {"INFERENCE_NONCE_TTL_MS", 86'400'000},
+  }};
+  for (const auto& [name, max] : kDurations) {
+    if (auto v = settings.get_int(name, 1, max); !v) return v.error();
+  }
+  if (auto v = settings.get_bool("INFERENCE_REQUIRE_SIGNED_COORDINATOR_REQUESTS"); !v) {
+    return v.error();
+  }
+  const bool peer = settings.has("INFERENCE_COORDINATOR_PEER_ID");
+  const auto pem = settings.get("INFERENCE_COORDINATOR_PUBLIC_KEY_PEM");
+  if (peer != pem.has_value()) {
+    return make_error(Errc::invalid_argument,
+                      "INFERENCE_COORDINATOR_PEER_ID and INFERENCE_COORDINATOR_PUBLIC_KEY_PEM "
+                      "must be set together");
+  }
+  if (pem) {
+    if (auto key = crypto::ed25519_public_key_parse(*pem); !key) {
+      return make_error(Errc::invalid_argument,
+                        "INFERENCE_COORDINATOR_PUBLIC_KEY_PEM: " + key.error().detail);
+    }
+  }
+  if (auto text = settings.get("INFERENCE_TRUSTED_COORDINATOR_KEYS_JSON")) {
+    const auto json = nlohmann::json::parse(*text, nullptr, false);
+    if (json.is_discarded() || !json.is_object()) {
+      return make_error(Errc::invalid_argument,
+                        "INFERENCE_TRUSTED_COORDINATOR_KEYS_JSON: expected a JSON object "
+                        "{\"<peerId>\": \"<public key>\", ...}");
+    }
+    for (const auto& [peer_id, key] : json.items()) {
+      if (!key.is_string() || !crypto::ed25519_public_key_parse(key.get<std::string>())) {
+        return make_error(Errc::invalid_argument,
+                          "INFERENCE_TRUSTED_COORDINATOR_KEYS_JSON: the key of peer '" + peer_id +
+                              "' is not an Ed25519 public key");
+      }
+    }
   }
   return {};
 }
@@ -640,6 +831,7 @@ Result<Config> parse_config(Settings settings) {
   auto threads = settings.get_int("EDGECODER_THREADS", 0, 64);
   if (!threads) return threads.error();
   config.threads = static_cast<int>(*threads);
+  if (auto model = config_check_model_settings(settings); !model) return model.error();
 
   config.settings = std::move(settings);
   return config;
