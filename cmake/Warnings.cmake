@@ -8,6 +8,10 @@ target_compile_options(edgecoder_options INTERFACE
   # GCC 12 at -O2 reports a coroutine frame's own operator delete as mismatched with its
   # operator new (a false positive on Asio awaitables, gone in later GCC releases).
   $<$<AND:$<CXX_COMPILER_ID:GNU>,$<VERSION_LESS:$<CXX_COMPILER_VERSION>,13>>:-Wno-mismatched-new-delete>
+  # In a unity build each .cpp is #included into a generated file, so GCC takes it for a header
+  # and flags every anonymous-namespace type held in a coroutine frame (-Wsubobject-linkage).
+  # The warning is about headers; the non-unity presets keep it.
+  $<$<AND:$<CXX_COMPILER_ID:GNU>,$<BOOL:${CMAKE_UNITY_BUILD}>>:-Wno-subobject-linkage>
   $<$<BOOL:${EDGECODER_WERROR}>:-Werror>)
 target_compile_definitions(edgecoder_options INTERFACE
   BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_NO_DEPRECATED

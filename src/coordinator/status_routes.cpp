@@ -112,19 +112,18 @@ asio::awaitable<net::Response> status_capacity(ServicePtr svc, net::Request) {
   co_return net::Response::json(200, {{"totals", totals}, {"agents", list}});
 }
 
-asio::awaitable<net::Response> status_models(ServicePtr svc, net::Request) {
-  store::Store* st = svc->store.get();
-  auto call = st->run([st] { return st->list_agents(store::Approval::approved, 0); });
-  auto agents = co_await std::move(call);
-  if (!agents) co_return net::Response::error(agents.error());
+// The models online agents run, with how many agents run each (a bare array, as clients read
+// it). A plain function: a local type in a coroutine frame trips GCC's -Wsubobject-linkage in
+// unity builds.
+nlohmann::json models_of(const Service& svc, const std::vector<store::Agent>& agents) {
   struct Model {
     nlohmann::json param_size = 0;
     int agents = 0;
   };
   std::map<std::string, Model> models;
-  for (const auto& a : *agents) {
+  for (const auto& a : agents) {
     if (a.info.active_model.empty()) continue;
-    if (svc->now() - a.last_seen_ms > svc->options.agent_online_ms) continue;
+    if (svc.now() - a.last_seen_ms > svc.options.agent_online_ms) continue;
     auto runtime = nlohmann::json::parse(a.info.runtime_json, nullptr, false);
     Model& m = models[a.info.active_model];
     m.agents++;
@@ -132,12 +131,20 @@ asio::awaitable<net::Response> status_models(ServicePtr svc, net::Request) {
       m.param_size = runtime["activeModelParamSize"];
     }
   }
-  nlohmann::json out = nlohmann::json::array();  // a bare array, as clients read it
+  nlohmann::json out = nlohmann::json::array();
   for (const auto& [name, m] : models) {
     out.push_back(
         {{"model", name}, {"paramSize", m.param_size}, {"agentCount", m.agents}, {"avgLoad", 0}});
   }
-  co_return net::Response::json(200, out);
+  return out;
+}
+
+asio::awaitable<net::Response> status_models(ServicePtr svc, net::Request) {
+  store::Store* st = svc->store.get();
+  auto call = st->run([st] { return st->list_agents(store::Approval::approved, 0); });
+  auto agents = co_await std::move(call);
+  if (!agents) co_return net::Response::error(agents.error());
+  co_return net::Response::json(200, models_of(*svc, *agents));
 }
 
 }  // namespace detail
