@@ -13,6 +13,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "agent/agent.h"
 #include "app/secrets.h"
 #include "app/services.h"
 #include "core/fs.h"
@@ -34,16 +35,19 @@ struct Listener {
   std::unique_ptr<net::HttpServer> server;
 };
 
-// Owns the shutdown sequence: drain the listeners, then stop the loop once they are idle or the
-// drain timeout passes. Lives on the io_context's first thread.
+// Owns the shutdown sequence: drain the listeners and stop the agent (which hands back its
+// leases), then stop the loop once they are idle or the drain timeout passes. Lives on the
+// io_context's first thread.
 class Shutdown {
  public:
   Shutdown(asio::io_context& io, std::vector<Listener>& listeners,
-           std::shared_ptr<std::atomic<bool>> draining, std::chrono::milliseconds drain_timeout)
+           std::shared_ptr<std::atomic<bool>> draining, std::chrono::milliseconds drain_timeout,
+           agent::Agent* agent)
       : io_(io),
         listeners_(listeners),
         draining_(std::move(draining)),
         drain_timeout_(drain_timeout),
+        agent_(agent),
         timer_(io) {}
 
   void begin(int signal_number) {
@@ -60,6 +64,9 @@ class Shutdown {
       }
       l.server->shutdown();
     }
+    if (agent_) {
+      agent_->stop();
+    }
     deadline_ = std::chrono::steady_clock::now() + drain_timeout_;
     poll();
   }
@@ -70,9 +77,11 @@ class Shutdown {
     for (auto& l : listeners_) {
       open += l.server->active_connections();
     }
-    if (open == 0 || std::chrono::steady_clock::now() >= deadline_) {
-      if (open > 0) {
-        core::log::warn("app", "drain_timeout", {{"open_connections", open}});
+    const bool agent_busy = agent_ && !agent_->stopped();
+    if ((open == 0 && !agent_busy) || std::chrono::steady_clock::now() >= deadline_) {
+      if (open > 0 || agent_busy) {
+        core::log::warn("app", "drain_timeout",
+                        {{"open_connections", open}, {"agent_busy", agent_busy}});
       }
       io_.stop();
       return;
@@ -89,6 +98,7 @@ class Shutdown {
   std::vector<Listener>& listeners_;
   std::shared_ptr<std::atomic<bool>> draining_;
   const std::chrono::milliseconds drain_timeout_;
+  agent::Agent* const agent_;  // null unless this node runs an agent
   asio::steady_timer timer_;
   std::chrono::steady_clock::time_point deadline_;
 };
@@ -213,14 +223,25 @@ int run_node(core::Config config) {
   for (auto& l : listeners) {
     l.server->start();
   }
+  // Destroyed before `io` (declared after it): by then io.run() has returned and the agent's
+  // coroutines have ended or will never run again.
+  std::unique_ptr<agent::Agent> worker;
   if (config.mode == core::Mode::agent) {
-    core::log::warn("app", "agent_not_implemented",
-                    {{"detail",
-                      "the worker loop arrives with the agent issue; this process only "
-                      "waits for a stop signal"}});
+    auto options = agent::agent_options_from(config);
+    if (!options) {
+      std::fprintf(stderr, "edgecoder: agent: %s\n", options.error().detail.c_str());
+      return 2;
+    }
+    auto created = agent::Agent::create(config, std::move(*options), io.get_executor());
+    if (!created) {
+      std::fprintf(stderr, "edgecoder: agent: %s\n", created.error().detail.c_str());
+      return 1;
+    }
+    worker = std::move(*created);
+    worker->start();
   }
 
-  Shutdown shutdown(io, listeners, draining, config.drain_timeout);
+  Shutdown shutdown(io, listeners, draining, config.drain_timeout, worker.get());
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int signal_number) {
         if (ec) {

@@ -62,7 +62,8 @@ constexpr std::array kConfigSettings = {
     SettingSpec{"DISABLE_SELF_AGENT", "false",
                 "all-in-one: do not run the embedded agent (1/true to disable)."},
     SettingSpec{"COORDINATOR_URL", "",
-                "Base URL of the coordinator for agents and standalone services."},
+                "Base URL of the coordinator for agents and standalone services (agents: a "
+                "comma-separated list to fail over through)."},
     SettingSpec{"INFERENCE_URL", "", "Base URL of the inference service."},
     SettingSpec{"CONTROL_PLANE_URL", "", "Base URL of the control plane."},
     SettingSpec{"DATABASE_URL", "",
@@ -140,6 +141,15 @@ constexpr std::array kConfigSettings = {
     SettingSpec{"IOS_BATTERY_TASK_STOP_LEVEL_PCT", "20",
                 "Coordinator power policy: an iOS agent on battery at or below this percentage "
                 "gets no subtasks."},
+    // The agent (src/agent, docs/agent.md).
+    SettingSpec{"AGENT_ID", "",
+                "Agent: id it registers with; empty = the one kept in the data directory "
+                "(generated once)."},
+    SettingSpec{"AGENT_HEARTBEAT_MS", "5000",
+                "Agent: milliseconds between heartbeats (which also renew its leases)."},
+    SettingSpec{"AGENT_POLL_MS", "1000",
+                "Agent: milliseconds between /pull calls while the coordinator has no work."},
+    SettingSpec{"MAX_CONCURRENT_TASKS", "1", "Agent: subtasks it works on at once (1..64)."},
     // The code sandbox (src/sandbox, docs/sandbox.md).
     SettingSpec{"SANDBOX_MODE", "bwrap",
                 "Sandbox for generated code: bwrap, process (weak isolation), docker, or none "
@@ -184,6 +194,9 @@ constexpr std::array kConfigSettings = {
     SettingSpec{"SANDBOX_DOCKER_CPUS", "1", "docker mode: --cpus for each container."},
     SettingSpec{"MESH_AUTH_TOKEN", "",
                 "Mesh credential for agents and task clients (x-mesh-token).", true},
+    SettingSpec{"AGENT_REGISTRATION_TOKEN", "",
+                "Agent: registration token from the portal or an operator (approves the agent).",
+                true},
     SettingSpec{"ADMIN_API_TOKEN", "", "Operator credential (x-admin-token or Bearer).", true},
     SettingSpec{"INFERENCE_AUTH_TOKEN", "", "Credential for inference routes (x-inference-token).",
                 true},

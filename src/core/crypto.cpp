@@ -149,6 +149,31 @@ Result<Ed25519KeyPair> ed25519_from_seed(std::string_view seed) {
   return pair;
 }
 
+X25519KeyPair x25519_generate() {
+  crypto_ensure_sodium();
+  X25519KeyPair pair;
+  pair.public_key.assign(crypto_box_PUBLICKEYBYTES, '\0');
+  pair.secret_key.assign(crypto_box_SECRETKEYBYTES, '\0');
+  crypto_box_keypair(reinterpret_cast<unsigned char*>(pair.public_key.data()),
+                     reinterpret_cast<unsigned char*>(pair.secret_key.data()));
+  return pair;
+}
+
+Result<X25519KeyPair> x25519_from_secret(std::string_view secret_key) {
+  crypto_ensure_sodium();
+  if (secret_key.size() != crypto_scalarmult_SCALARBYTES) {
+    return make_error(Errc::invalid_argument, "an X25519 secret key is 32 bytes");
+  }
+  X25519KeyPair pair;
+  pair.secret_key = std::string(secret_key);
+  pair.public_key.assign(crypto_scalarmult_BYTES, '\0');
+  if (crypto_scalarmult_base(reinterpret_cast<unsigned char*>(pair.public_key.data()),
+                             crypto_bytes(secret_key)) != 0) {
+    return make_error(Errc::invalid_argument, "bad X25519 secret key");
+  }
+  return pair;
+}
+
 Result<std::string> ed25519_sign(std::string_view message, std::string_view secret_key) {
   crypto_ensure_sodium();
   if (secret_key.size() != crypto_sign_SECRETKEYBYTES) {

@@ -48,4 +48,13 @@ Result<std::string> ed25519_public_key_parse(std::string_view text);
 // The PEM (SubjectPublicKeyInfo) form of a raw 32-byte public key.
 std::string ed25519_public_key_pem(std::string_view public_key);
 
+// X25519 (RFC 7748) key agreement keys, raw bytes: public 32, secret 32 (never log it).
+struct X25519KeyPair {
+  std::string public_key;
+  std::string secret_key;
+};
+X25519KeyPair x25519_generate();
+// The key pair for a 32-byte secret key (persisted keys).
+Result<X25519KeyPair> x25519_from_secret(std::string_view secret_key);
+
 }  // namespace edgecoder::core::crypto

@@ -1,0 +1,679 @@
+#include "agent/agent.h"
+
+#include <sys/utsname.h>
+
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <list>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include "agent/identity.h"
+#include "api/coordinator.h"
+#include "core/log.h"
+#include "model/extract.h"
+#include "model/prompts.h"
+#include "model/provider.h"
+#include "net/client.h"
+#include "sandbox/sandbox.h"
+#include "store/agent_outbox.h"
+
+namespace edgecoder::agent {
+
+namespace asio = boost::asio;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::string_view kOutboxFile = "agent-outbox.db";
+constexpr std::size_t kOutboxBatch = 50;
+
+std::string host_os() {
+  struct utsname u {};
+  if (::uname(&u) != 0) return "linux";
+  return std::string(u.sysname) + " " + u.release + " " + u.machine;
+}
+
+// What one subtask produced, as /result reports it.
+struct Outcome {
+  bool ok = false;
+  std::string output;
+  std::string error;
+};
+
+// The coordinator's answer; status 0 = no answer (connection failure or timeout).
+struct Reply {
+  int status = 0;
+  json body;
+  std::string detail;
+  std::string error_code() const {
+    return body.is_object() && body.contains("error") && body["error"].is_string()
+               ? body["error"].get<std::string>()
+               : std::string();
+  }
+  bool unreachable() const { return status == 0 || status >= 500; }
+};
+
+// A field of a coordinator answer, or `fallback` when it is missing or of another type (an
+// odd answer must not end a loop).
+template <typename T>
+T field(const json& j, const char* key, T fallback) {
+  try {
+    if (j.is_object()) return j.value(key, fallback);
+  } catch (const json::exception&) {
+  }
+  return fallback;
+}
+std::string field(const json& j, const char* key, const char* fallback) {
+  return field<std::string>(j, key, std::string(fallback));
+}
+
+}  // namespace
+
+core::Result<AgentOptions> agent_options_from(const core::Config& config) {
+  const auto& s = config.settings;
+  AgentOptions o;
+  std::string list = s.get_or("COORDINATOR_URL", "");
+  std::size_t pos = 0;
+  while (pos <= list.size()) {
+    auto comma = list.find(',', pos);
+    if (comma == std::string::npos) comma = list.size();
+    std::string url = list.substr(pos, comma - pos);
+    pos = comma + 1;
+    url.erase(0, std::min(url.size(), url.find_first_not_of(" \t")));
+    while (!url.empty() && (url.back() == '/' || url.back() == ' ' || url.back() == '\t')) {
+      url.pop_back();
+    }
+    if (url.empty()) continue;
+    if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+      return core::make_error(core::Errc::invalid_argument,
+                              "COORDINATOR_URL: '" + url + "' must start with http:// or https://");
+    }
+    o.coordinator_urls.push_back(std::move(url));
+  }
+  if (o.coordinator_urls.empty()) {
+    o.coordinator_urls.push_back("http://127.0.0.1:" +
+                                 std::to_string(config.ports.at(core::Service::coordinator)));
+  }
+  o.mesh_token = s.get_or("MESH_AUTH_TOKEN", "");
+  o.registration_token = s.get_or("AGENT_REGISTRATION_TOKEN", "");
+  o.agent_id = s.get_or("AGENT_ID", "");
+  auto hb = s.get_int("AGENT_HEARTBEAT_MS", 100, 3'600'000);
+  if (!hb) return hb.error();
+  o.heartbeat_interval = std::chrono::milliseconds(*hb);
+  auto poll = s.get_int("AGENT_POLL_MS", 50, 600'000);
+  if (!poll) return poll.error();
+  o.poll_interval = std::chrono::milliseconds(*poll);
+  auto max = s.get_int("MAX_CONCURRENT_TASKS", 1, 64);
+  if (!max) return max.error();
+  o.max_concurrent_tasks = static_cast<int>(*max);
+  o.data_dir = config.data_dir;
+  o.version = EDGECODER_VERSION;
+  return o;
+}
+
+struct Agent::Impl {
+  // ---- constant after create() ----
+  AgentOptions options;
+  asio::any_io_executor executor;
+  Identity identity;
+  std::unique_ptr<store::AgentOutbox> outbox;
+  std::unique_ptr<model::Provider> provider;
+  std::unique_ptr<sandbox::Sandbox> sandbox;  // null = no work (why: sandbox_problem)
+  std::string sandbox_mode;                   // reported at registration
+  std::string sandbox_problem;
+  std::vector<std::string> languages;  // empty when no work is taken
+  std::unique_ptr<net::HttpClient> client;
+
+  // ---- executor thread only ----
+  struct Lease {
+    int attempt = 0;
+    bool released = false;  // handed back at stop: the result is dropped
+  };
+  std::map<std::string, Lease> leases;  // subtask id -> lease
+  std::string mesh_token;
+  bool started = false;
+  bool stopping = false;
+  bool registered = false;
+  bool registering = false;
+  bool flushing = false;
+  std::size_t current_url = 0;      // index into options.coordinator_urls
+  std::uint64_t heartbeats_ok = 0;  // successful heartbeats so far (wakes a backed-off pull)
+  int active = 0;                   // subtasks being solved
+  int running = 0;                  // coroutines of this agent not yet ended
+  std::mt19937_64 rng{std::random_device{}()};
+
+  // ---- sandbox threads; guarded by threads_mutex ----
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::mutex threads_mutex;
+  std::list<Worker> threads;
+
+  ~Impl() { join_threads(false); }
+
+  void join_threads(bool only_done) {
+    std::list<Worker> to_join;
+    {
+      std::lock_guard lock(threads_mutex);
+      for (auto it = threads.begin(); it != threads.end();) {
+        if (!only_done || it->done->load()) {
+          to_join.splice(to_join.end(), threads, it++);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& w : to_join) {
+      if (w.thread.joinable()) w.thread.join();
+    }
+  }
+
+  template <typename Awaitable>
+  void spawn(Awaitable a, std::string_view what) {
+    ++running;
+    asio::co_spawn(executor, std::move(a), [this, what](std::exception_ptr e) {
+      --running;
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          core::log::error("agent", "loop_failed", {{"loop", what}, {"detail", ex.what()}});
+        }
+      }
+    });
+  }
+
+  std::chrono::milliseconds backoff(int failures) {
+    const auto base = options.backoff_initial.count();
+    const auto cap = options.backoff_max.count();
+    std::int64_t d = base;
+    for (int i = 0; i < failures && d < cap; ++i) d *= 2;
+    d = std::min<std::int64_t>(d, cap);
+    // "Equal jitter": between half the delay and the whole delay.
+    std::uniform_int_distribution<std::int64_t> dist(d / 2, d);
+    return std::chrono::milliseconds(dist(rng));
+  }
+
+  // Sleeps `d`, returning early once the agent is stopping or `wake_if` says so.
+  asio::awaitable<void> sleep(std::chrono::milliseconds d,
+                              std::function<bool()> wake_if = nullptr) {
+    asio::steady_timer timer(executor);
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (!stopping && std::chrono::steady_clock::now() < until && !(wake_if && wake_if())) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          until - std::chrono::steady_clock::now());
+      timer.expires_after(std::min<std::chrono::milliseconds>(left, 100ms));
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+  }
+
+  asio::awaitable<Reply> post(std::string path, json body, std::chrono::milliseconds total = 30s) {
+    net::ClientRequest req;
+    req.method = "POST";
+    const std::size_t used = current_url;
+    req.url = options.coordinator_urls[used] + path;
+    req.headers = {{"content-type", "application/json"}};
+    if (!mesh_token.empty()) req.headers.push_back({"x-mesh-token", mesh_token});
+    req.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    req.total_timeout = total;
+    req.first_byte_timeout = total;
+    auto resp = co_await client->request(std::move(req));
+    Reply reply;
+    if (!resp) {
+      reply.detail = resp.error().detail;
+      // Fail over: the next call goes to the next coordinator of the list (which answers
+      // 401 mesh_unauthorized until the agent has registered there).
+      if (options.coordinator_urls.size() > 1 && used == current_url) {
+        current_url = (current_url + 1) % options.coordinator_urls.size();
+        registered = false;
+        core::log::warn("agent", "coordinator_failover",
+                        {{"from", options.coordinator_urls[used]},
+                         {"to", options.coordinator_urls[current_url]},
+                         {"detail", reply.detail}});
+      }
+      co_return reply;
+    }
+    reply.status = resp->status;
+    reply.body = json::parse(resp->body, nullptr, false);
+    if (reply.body.is_discarded()) reply.body = json::object();
+    co_return reply;
+  }
+
+  json register_body() const {
+    json b = {{"agentId", identity.agent_id},
+              {"os", host_os()},
+              {"version", options.version},
+              {"mode", "swarm-only"},
+              {"localModelProvider", std::string(model::provider_kind_name(provider->kind()))},
+              {"clientType", "edgecoder-native"},
+              {"maxConcurrentTasks", options.max_concurrent_tasks},
+              {"publicKeyPem", identity.public_key_pem()},
+              {"x25519PublicKey", identity.x25519_public_key()},
+              {"sandboxMode", sandbox_mode},
+              {"languages", languages}};
+    if (!options.registration_token.empty()) b["registrationToken"] = options.registration_token;
+    return b;
+  }
+
+  // Registers unless registered; returns once registered or stopping. One registration at a time.
+  asio::awaitable<void> ensure_registered() {
+    while (registering && !stopping) co_await sleep(100ms);
+    if (registered || stopping) co_return;
+    registering = true;
+    int failures = 0;
+    while (!stopping) {
+      auto r = co_await post(std::string("/register"), register_body());
+      if (r.status == 200 && field(r.body, "accepted", false)) {
+        if (r.body.contains("meshToken") && r.body["meshToken"].is_string()) {
+          mesh_token = r.body["meshToken"].get<std::string>();
+        }
+        registered = true;
+        core::log::info("agent", "registered",
+                        {{"agent_id", identity.agent_id},
+                         {"coordinator", options.coordinator_urls[current_url]},
+                         {"sandbox_mode", sandbox_mode},
+                         {"languages", json(languages).dump()},
+                         {"public_key_fingerprint", identity.fingerprint()}});
+        break;
+      }
+      const auto wait = backoff(failures++);
+      if (r.status == 0) {
+        core::log::warn("agent", "coordinator_unreachable",
+                        {{"route", "/register"}, {"detail", r.detail}, {"retry_ms", wait.count()}});
+      } else if (r.status == 200) {
+        core::log::info("agent", "registration_pending",
+                        {{"approval", field(r.body, "approval", "")},
+                         {"reason", field(r.body, "reason", "")},
+                         {"retry_ms", wait.count()}});
+      } else {
+        core::log::warn(
+            "agent", "registration_refused",
+            {{"status", r.status}, {"error", r.error_code()}, {"retry_ms", wait.count()}});
+      }
+      co_await sleep(wait);
+    }
+    registering = false;
+  }
+
+  // Handles a 401 mesh_unauthorized from any route: register again.
+  asio::awaitable<bool> reregister_if_unauthorized(const Reply& r) {
+    if (r.status != 401 || r.error_code() != "mesh_unauthorized") co_return false;
+    core::log::info("agent", "reregistering", {{"reason", field(r.body, "reason", "")}});
+    registered = false;
+    co_await ensure_registered();
+    co_return true;
+  }
+
+  asio::awaitable<void> main_loop() {
+    co_await ensure_registered();
+    if (stopping) co_return;
+    spawn(heartbeat_loop(), "heartbeat");
+    co_await flush_outbox();
+    if (sandbox) spawn(pull_loop(), "pull");
+  }
+
+  asio::awaitable<void> heartbeat_loop() {
+    while (!stopping) {
+      co_await sleep(options.heartbeat_interval);
+      if (stopping) break;
+      json beat = {{"agentId", identity.agent_id}, {"sandboxMode", sandbox_mode}};
+      auto r = co_await post(std::string("/heartbeat"), std::move(beat), 10s);
+      if (r.status == 200) {
+        ++heartbeats_ok;
+        co_await flush_outbox();
+      } else if (co_await reregister_if_unauthorized(r)) {
+        co_await flush_outbox();
+      } else if (r.status == 0) {
+        core::log::debug("agent", "heartbeat_failed", {{"detail", r.detail}});
+      } else if (r.status != 403) {
+        core::log::warn("agent", "heartbeat_refused",
+                        {{"status", r.status}, {"error", r.error_code()}});
+      }
+    }
+  }
+
+  asio::awaitable<void> pull_loop() {
+    int failures = 0;
+    while (!stopping) {
+      if (active >= options.max_concurrent_tasks) {
+        co_await sleep(50ms);
+        continue;
+      }
+      json ask = {{"agentId", identity.agent_id}};
+      auto r = co_await post(std::string("/pull"), std::move(ask), 15s);
+      if (r.status == 200 && r.body.contains("subtask") && r.body["subtask"].is_object()) {
+        failures = 0;
+        const auto& pulled = r.body["subtask"];
+        api::WireSubtask sub;
+        try {
+          sub = api::wire_subtask_from_json(pulled);
+        } catch (const json::exception& e) {
+          core::log::warn("agent", "bad_subtask", {{"detail", e.what()}});
+        }
+        // wire_subtask_from_json reads stored payloads, which carry no lease.
+        sub.attempt = field(pulled, "attempt", 0);
+        sub.lease_expires_at_ms = field(pulled, "leaseExpiresAtMs", std::int64_t{0});
+        if (sub.id.empty()) {
+          co_await sleep(backoff(failures++));
+          continue;
+        }
+        leases[sub.id] = Lease{sub.attempt, false};
+        if (stopping) {
+          co_await release(sub.id);
+          break;
+        }
+        ++active;
+        core::log::info("agent", "subtask_leased",
+                        {{"subtask_id", sub.id},
+                         {"task_id", sub.task_id},
+                         {"attempt", sub.attempt},
+                         {"language", sub.language}});
+        spawn(run_subtask(std::move(sub)), "subtask");
+        continue;
+      }
+      if (stopping) break;
+      if (r.status == 200) {
+        failures = 0;
+        std::int64_t defer = field(r.body, "deferMs", std::int64_t{0});
+        co_await sleep(defer > 0 ? std::chrono::milliseconds(defer) : options.poll_interval);
+      } else if (co_await reregister_if_unauthorized(r)) {
+        continue;
+      } else {
+        const auto wait = backoff(failures++);
+        if (r.status == 0) {
+          core::log::warn("agent", "coordinator_unreachable",
+                          {{"route", "/pull"}, {"detail", r.detail}, {"retry_ms", wait.count()}});
+        } else if (r.status != 403) {
+          core::log::warn("agent", "pull_refused",
+                          {{"status", r.status}, {"error", r.error_code()}});
+        }
+        // A heartbeat that gets through means the coordinator is back: pull again at once.
+        const auto seen = heartbeats_ok;
+        co_await sleep(wait, [this, seen] { return heartbeats_ok != seen; });
+        if (heartbeats_ok != seen) failures = 0;
+      }
+    }
+  }
+
+  // Runs the sandbox on a thread of its own (a run blocks its thread until every process it
+  // started is gone) and resumes the coroutine on the executor.
+  // What a sandbox thread hands back to the coroutine waiting for it.
+  struct SandboxCall {
+    sandbox::RunRequest request;
+    Outcome outcome;
+    asio::steady_timer* wake = nullptr;  // executor thread only
+  };
+
+  static Outcome run_one(const sandbox::Sandbox& sb, const sandbox::RunRequest& request) {
+    Outcome out;
+    auto run = sb.run(request);
+    if (!run) {
+      out.error = "sandbox: " + run.error().detail;
+      return out;
+    }
+    out.ok = run->ok();
+    out.output = run->stdout_text;
+    out.error = run->stderr_text;
+    if (!run->error.empty()) {
+      if (!out.error.empty() && out.error.back() != '\n') out.error += '\n';
+      out.error += "sandbox: " + run->error;
+    }
+    if (!out.ok && out.error.empty()) out.error = "exit code " + std::to_string(run->exit_code);
+    return out;
+  }
+
+  // Runs the sandbox on a thread of its own (a run blocks its thread until every process it
+  // started is gone) and resumes on the executor when it is done.
+  asio::awaitable<Outcome> run_sandboxed(std::shared_ptr<SandboxCall> call) {
+    join_threads(true);
+    asio::steady_timer wake(executor, asio::steady_timer::time_point::max());
+    call->wake = &wake;
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    {
+      std::lock_guard lock(threads_mutex);
+      threads.push_back({std::thread([this, call, done] {
+                           call->outcome = run_one(*sandbox, call->request);
+                           asio::post(executor, [call] {
+                             if (call->wake) call->wake->cancel();
+                           });
+                           done->store(true);
+                         }),
+                         done});
+    }
+    boost::system::error_code ec;
+    co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    call->wake = nullptr;
+    co_return std::move(call->outcome);
+  }
+
+  asio::awaitable<Outcome> solve(const api::WireSubtask& sub) {
+    auto language = sandbox::parse_language(sub.language);
+    if (!language) co_return Outcome{false, "", "unsupported_language: " + sub.language};
+    const std::string lang(sandbox::language_name(*language));
+    if (std::find(languages.begin(), languages.end(), lang) == languages.end()) {
+      co_return Outcome{false, "", "unsupported_language: " + lang + " is not available here"};
+    }
+    model::GenerateRequest gen;
+    gen.model = sub.requested_model;
+    gen.prompt = model::code_prompt(sub.input, "", lang);
+    auto stream = co_await provider->generate(std::move(gen));
+    if (!stream) co_return Outcome{false, "", "model: " + stream.error().detail};
+    auto text = co_await model::collect(std::move(*stream));
+    if (!text) co_return Outcome{false, "", "model: " + text.error().detail};
+    auto call = std::make_shared<SandboxCall>();
+    call->request.language = *language;
+    call->request.code = model::extract_code(*text, lang);
+    call->request.require_isolation = true;
+    co_return co_await run_sandboxed(call);
+  }
+
+  asio::awaitable<void> run_subtask(api::WireSubtask sub) {
+    const auto start = std::chrono::steady_clock::now();
+    Outcome out = co_await solve(sub);
+    --active;
+    const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - start)
+                              .count();
+    auto it = leases.find(sub.id);
+    if (it == leases.end() || it->second.released) {
+      core::log::info("agent", "result_dropped", {{"subtask_id", sub.id}, {"reason", "released"}});
+      if (it != leases.end()) leases.erase(it);
+      co_return;
+    }
+    json body = {{"subtaskId", sub.id},    {"taskId", sub.task_id}, {"agentId", identity.agent_id},
+                 {"ok", out.ok},           {"output", out.output},  {"error", out.error},
+                 {"durationMs", duration}, {"attempt", sub.attempt}};
+    core::log::info("agent", "subtask_finished",
+                    {{"subtask_id", sub.id}, {"ok", out.ok}, {"duration_ms", duration}});
+    co_await deliver(sub.id, std::move(body));
+    leases.erase(sub.id);
+  }
+
+  // Posts a result; keeps it in the outbox when the coordinator cannot take it now.
+  asio::awaitable<void> deliver(std::string subtask_id, json body) {
+    for (int tries = 0; tries < 2; ++tries) {
+      auto r = co_await post(std::string("/result"), body);
+      if (r.status == 200) co_return;
+      if (r.unreachable()) break;
+      if (co_await reregister_if_unauthorized(r)) continue;
+      core::log::warn(
+          "agent", "result_rejected",
+          {{"subtask_id", subtask_id}, {"status", r.status}, {"error", r.error_code()}});
+      co_return;
+    }
+    if (auto a = outbox->add(subtask_id, body.dump(-1, ' ', false, json::error_handler_t::replace));
+        !a) {
+      core::log::error("agent", "outbox_write_failed",
+                       {{"subtask_id", subtask_id}, {"detail", a.error().detail}});
+      co_return;
+    }
+    core::log::warn("agent", "result_queued_in_outbox", {{"subtask_id", subtask_id}});
+  }
+
+  asio::awaitable<void> flush_outbox() {
+    if (flushing) co_return;
+    flushing = true;
+    auto entries = outbox->list(kOutboxBatch);
+    if (!entries) {
+      core::log::error("agent", "outbox_read_failed", {{"detail", entries.error().detail}});
+    } else {
+      for (const auto& e : *entries) {
+        if (stopping) break;
+        auto body = json::parse(e.body, nullptr, false);
+        Reply r;
+        if (!body.is_discarded()) r = co_await post(std::string("/result"), body);
+        if (r.unreachable() && !body.is_discarded()) break;
+        if (r.status == 401 && r.error_code() == "mesh_unauthorized") {
+          registered = false;
+          break;  // the heartbeat registers again; the entry stays
+        }
+        if (r.status == 200) {
+          core::log::info("agent", "outbox_delivered", {{"subtask_id", e.subtask_id}});
+        } else {
+          core::log::warn(
+              "agent", "outbox_result_rejected",
+              {{"subtask_id", e.subtask_id}, {"status", r.status}, {"error", r.error_code()}});
+        }
+        if (auto rm = outbox->remove(e.id); !rm) {
+          core::log::error("agent", "outbox_write_failed", {{"detail", rm.error().detail}});
+          break;
+        }
+      }
+    }
+    flushing = false;
+  }
+
+  asio::awaitable<void> release(std::string subtask_id) {
+    auto it = leases.find(subtask_id);
+    if (it == leases.end()) co_return;
+    it->second.released = true;
+    const int attempt = it->second.attempt;
+    json body = {{"agentId", identity.agent_id},
+                 {"subtaskId", subtask_id},
+                 {"attempt", attempt},
+                 {"reason", "agent_stopping"}};
+    auto r = co_await post(std::string("/release"), std::move(body), 5s);
+    core::log::info("agent", "lease_released",
+                    {{"subtask_id", subtask_id}, {"attempt", attempt}, {"status", r.status}});
+  }
+
+  asio::awaitable<void> release_all() {
+    std::vector<std::string> ids;
+    for (const auto& [id, lease] : leases) {
+      if (!lease.released) ids.push_back(id);
+    }
+    for (auto& id : ids) co_await release(id);
+  }
+};
+
+Agent::Agent(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Agent::~Agent() { impl_->join_threads(false); }
+
+const std::string& Agent::agent_id() const { return impl_->identity.agent_id; }
+
+core::Result<std::unique_ptr<Agent>> Agent::create(const core::Config& config, AgentOptions options,
+                                                   asio::any_io_executor executor) {
+  auto impl = std::make_shared<Impl>();
+  impl->executor = executor;
+  auto identity =
+      load_or_create_identity(options.data_dir / std::string(kIdentityFile), options.agent_id);
+  if (!identity) return identity.error();
+  impl->identity = std::move(*identity);
+  auto outbox = store::AgentOutbox::open(options.data_dir / std::string(kOutboxFile));
+  if (!outbox) return outbox.error();
+  impl->outbox = std::move(*outbox);
+
+  auto provider_config = model::provider_config_from(config.settings);
+  if (!provider_config) return provider_config.error();
+  auto provider = model::make_provider(std::move(*provider_config), executor);
+  if (!provider) return provider.error();
+  impl->provider = std::move(*provider);
+
+  auto sandbox_options = sandbox::options_from_settings(config.settings, options.data_dir);
+  if (!sandbox_options) return sandbox_options.error();
+  impl->sandbox_mode = std::string(sandbox::mode_name(sandbox_options->mode));
+  if (sandbox_options->mode == sandbox::Mode::none) {
+    impl->sandbox_problem = "SANDBOX_MODE=none runs code without isolation";
+    core::log::error("agent", "no_work_taken",
+                     {{"reason", impl->sandbox_problem},
+                      {"fix", "set SANDBOX_MODE=bwrap (or docker, or process)"}});
+  } else {
+    auto report = sandbox::probe(*sandbox_options);
+    auto sb = sandbox::make_sandbox(*sandbox_options, report);
+    if (!sb) {
+      impl->sandbox_problem = report.problem.empty() ? sb.error().detail : report.problem;
+      core::log::error("agent", "sandbox_unavailable",
+                       {{"mode", impl->sandbox_mode},
+                        {"problem", impl->sandbox_problem},
+                        {"fix", report.fix},
+                        {"detail", "this agent takes no work until the sandbox can be set up"}});
+    } else {
+      impl->sandbox = std::move(*sb);
+      for (auto lang : report.languages) {
+        impl->languages.emplace_back(sandbox::language_name(lang));
+      }
+      for (const auto& w : report.warnings) {
+        core::log::warn("agent", "sandbox_warning", {{"mode", impl->sandbox_mode}, {"detail", w}});
+      }
+      if (impl->languages.empty()) {
+        impl->sandbox_problem = "no interpreter ran in the sandbox";
+        core::log::error("agent", "sandbox_unavailable",
+                         {{"mode", impl->sandbox_mode}, {"problem", impl->sandbox_problem}});
+        impl->sandbox.reset();
+      }
+    }
+  }
+  if (!impl->sandbox) {
+    impl->sandbox_mode = "none";
+    impl->languages.clear();
+  }
+
+  net::ClientOptions client_options;
+  client_options.connect_timeout = 3s;
+  client_options.first_byte_timeout = 30s;
+  client_options.total_timeout = 60s;
+  impl->client = std::make_unique<net::HttpClient>(executor, client_options);
+  impl->mesh_token = options.mesh_token;
+  impl->options = std::move(options);
+  core::log::info("agent", "identity",
+                  {{"agent_id", impl->identity.agent_id},
+                   {"public_key_fingerprint", impl->identity.fingerprint()},
+                   {"coordinator", impl->options.coordinator_urls.front()},
+                   {"coordinators", impl->options.coordinator_urls.size()},
+                   {"sandbox_mode", impl->sandbox_mode},
+                   {"max_concurrent_tasks", impl->options.max_concurrent_tasks}});
+  return std::unique_ptr<Agent>(new Agent(std::move(impl)));
+}
+
+void Agent::start() {
+  if (impl_->started) return;
+  impl_->started = true;
+  impl_->spawn(impl_->main_loop(), "main");
+}
+
+void Agent::stop() {
+  if (impl_->stopping) return;
+  impl_->stopping = true;
+  core::log::info("agent", "stopping", {{"leases", impl_->leases.size()}});
+  impl_->spawn(impl_->release_all(), "release");
+  impl_->provider->release_connections();
+}
+
+bool Agent::stopped() const { return impl_->stopping && impl_->running == 0; }
+
+}  // namespace edgecoder::agent

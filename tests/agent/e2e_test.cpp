@@ -1,0 +1,397 @@
+// The real edgecoder binary: one coordinator and EDGE_RUNTIME_MODE=agent processes over
+// loopback. Two agents complete several tasks; one is killed with SIGKILL while it holds a lease
+// and every task still completes exactly once; an agent keeps its id and keys across a restart;
+// a result finished while the coordinator is down is delivered from the outbox once it is back.
+// SANDBOX_MODE comes from EDGECODER_TEST_SANDBOX_MODE (default bwrap).
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "net/client.h"
+#include "support/child_process.h"
+
+namespace edgecoder {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+constexpr const char* kMeshToken = "agent-e2e-mesh-token";
+constexpr const char* kAdminToken = "agent-e2e-admin-token";
+
+std::string sandbox_mode() {
+  const char* m = std::getenv("EDGECODER_TEST_SANDBOX_MODE");
+  return m && *m ? m : "bwrap";
+}
+
+// The value of `key=` in the first log line with `event=<event>`, or "".
+std::string log_field(const std::string& log, const std::string& event, const std::string& key) {
+  std::istringstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find("event=" + event + " ") == std::string::npos &&
+        !line.ends_with("event=" + event)) {
+      continue;
+    }
+    std::smatch m;
+    if (std::regex_search(line, m, std::regex("(^| )" + key + "=([^ ]+)"))) return m[2];
+  }
+  return "";
+}
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+class AgentBinary : public ::testing::Test {
+ protected:
+  std::unique_ptr<testing::ChildProcess> start_coordinator() {
+    testing::ChildOptions options;
+    options.env = {{"EDGE_RUNTIME_MODE", "coordinator"},
+                   {"COORDINATOR_PORT", std::to_string(port_)},
+                   {"MESH_AUTH_TOKEN", kMeshToken},
+                   {"ADMIN_API_TOKEN", kAdminToken},
+                   {"INFERENCE_AUTH_TOKEN", "agent-e2e-inference-token"},
+                   {"AUTO_APPROVE_AGENTS", "true"},
+                   {"COORDINATOR_LEASE_BUDGET_MS", "2000"},
+                   {"COORDINATOR_LEASE_SWEEP_MS", "200"},
+                   {"EDGECODER_DATA_DIR", (dir_.path() / "coordinator").string()},
+                   {"HOME", dir_.path().string()}};
+    options.output_dir = dir_.path() / ("coordinator-out" + std::to_string(starts_++));
+    auto child = std::make_unique<testing::ChildProcess>(EDGECODER_BINARY_PATH, options);
+    EXPECT_TRUE(testing::wait_for_port(port_, 60s)) << child->stderr_text();
+    return child;
+  }
+
+  std::unique_ptr<testing::ChildProcess> start_agent(
+      const std::string& name, const std::string& agent_id, int max_concurrent = 1,
+      const std::map<std::string, std::string>& extra = {}) {
+    testing::ChildOptions options;
+    options.env = {{"EDGE_RUNTIME_MODE", "agent"},
+                   {"COORDINATOR_URL", "http://127.0.0.1:" + std::to_string(port_)},
+                   {"MESH_AUTH_TOKEN", kMeshToken},
+                   {"SANDBOX_MODE", sandbox_mode()},
+                   {"SANDBOX_CGROUP", "off"},
+                   {"AGENT_HEARTBEAT_MS", "300"},
+                   {"AGENT_POLL_MS", "100"},
+                   {"MAX_CONCURRENT_TASKS", std::to_string(max_concurrent)},
+                   {"EDGECODER_DATA_DIR", (dir_.path() / name).string()},
+                   {"HOME", dir_.path().string()}};
+    if (!agent_id.empty()) options.env["AGENT_ID"] = agent_id;
+    for (const auto& [k, v] : extra) options.env[k] = v;
+    options.output_dir = dir_.path() / (name + "-out" + std::to_string(starts_++));
+    return std::make_unique<testing::ChildProcess>(EDGECODER_BINARY_PATH, options);
+  }
+
+  json call(const std::string& method, const std::string& path, const json& body,
+            int expect = 200) {
+    net::ClientRequest req;
+    req.method = method;
+    req.url = "http://127.0.0.1:" + std::to_string(port_) + path;
+    req.headers = {{"x-mesh-token", kMeshToken},
+                   {"x-admin-token", kAdminToken},
+                   {"content-type", "application/json"}};
+    if (method == "POST") req.body = body.dump();
+    auto resp = net::fetch(req);
+    EXPECT_TRUE(resp) << path << ": " << (resp ? "" : resp.error().detail);
+    if (!resp) return nullptr;
+    EXPECT_EQ(resp->status, expect) << path << ": " << resp->body;
+    return json::parse(resp->body, nullptr, false);
+  }
+  json get(const std::string& path) { return call("GET", path, nullptr); }
+
+  // Submits a one-subtask Python task that sleeps `sleep_s` then prints `marker`.
+  std::string submit(const std::string& task_id, const std::string& marker, double sleep_s,
+                     int timeout_ms = 5000) {
+    std::string code =
+        "import time\ntime.sleep(" + std::to_string(sleep_s) + ")\nprint('" + marker + "')\n";
+    auto created =
+        call("POST", "/tasks",
+             {{"taskId", task_id},
+              {"subtasks", {{{"input", code}, {"language", "python"}, {"timeoutMs", timeout_ms}}}}},
+             201);
+    return created.value("taskId", "");
+  }
+
+  // Polls until every task is completed (true) or the deadline passes.
+  bool wait_completed(const std::vector<std::string>& ids, std::chrono::seconds deadline) {
+    auto until = std::chrono::steady_clock::now() + deadline;
+    while (std::chrono::steady_clock::now() < until) {
+      bool all = true;
+      for (const auto& id : ids) {
+        if (get("/tasks/" + id).value("status", "") != "completed") {
+          all = false;
+          break;
+        }
+      }
+      if (all) return true;
+      std::this_thread::sleep_for(200ms);
+    }
+    return false;
+  }
+
+  // The id of an agent holding a lease on task `id`'s subtask ("" if none).
+  std::string holder(const std::string& id) {
+    auto t = get("/tasks/" + id);
+    if (!t.is_object() || !t.contains("subtasks") || t["subtasks"].empty()) return "";
+    const auto& s = t["subtasks"][0];
+    return s.contains("holder") && s["holder"].is_string() ? s["holder"].get<std::string>() : "";
+  }
+
+  testing::TempDir dir_;
+  std::uint16_t port_ = testing::free_port();
+  int starts_ = 0;
+};
+
+TEST_F(AgentBinary, TwoAgentsCompleteEveryTaskOnceDespiteSigkill) {
+  auto coordinator = start_coordinator();
+  auto a = start_agent("agent-a", "agent-a");
+  auto b = start_agent("agent-b", "agent-b");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) {
+    ids.push_back(submit("t" + std::to_string(i), "done-" + std::to_string(i), 1.5));
+    ASSERT_FALSE(ids.back().empty());
+  }
+  // Kill agent-a as soon as it holds a lease.
+  std::string killed_task;
+  auto until = std::chrono::steady_clock::now() + 60s;
+  while (killed_task.empty() && std::chrono::steady_clock::now() < until) {
+    for (const auto& id : ids) {
+      if (holder(id) == "agent-a") {
+        killed_task = id;
+        break;
+      }
+    }
+    if (killed_task.empty()) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_FALSE(killed_task.empty()) << "agent-a never leased a subtask\n" << a->stderr_text();
+  a->signal(SIGKILL);
+  ASSERT_TRUE(a->wait(10s).has_value());
+
+  ASSERT_TRUE(wait_completed(ids, 120s)) << b->stderr_text();
+  for (int i = 0; i < 6; ++i) {
+    auto t = get("/tasks/" + ids[i]);
+    EXPECT_EQ(trimmed(t.value("output", "")), "done-" + std::to_string(i)) << t.dump();
+  }
+  // Exactly once: six accepted results, none failed.
+  auto status = get("/status");
+  EXPECT_EQ(status.value("results", -1), 6) << status.dump();
+  EXPECT_EQ(status.value("failed", -1), 0) << status.dump();
+  auto killed = get("/tasks/" + killed_task)["subtasks"][0];
+  EXPECT_GE(killed.value("attempt", 0), 2) << killed.dump();
+  EXPECT_EQ(killed["result"].value("agentId", ""), "agent-b") << killed.dump();
+
+  b->signal(SIGTERM);
+  auto code = b->wait(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << b->stderr_text();
+  coordinator->signal(SIGTERM);
+  ASSERT_TRUE(coordinator->wait(30s).has_value());
+}
+
+TEST_F(AgentBinary, IdentitySurvivesRestart) {
+  auto coordinator = start_coordinator();
+  std::string id1, key1;
+  {
+    auto agent = start_agent("agent-id", "");
+    auto until = std::chrono::steady_clock::now() + 60s;
+    while (id1.empty() && std::chrono::steady_clock::now() < until) {
+      id1 = log_field(agent->stderr_text(), "registered", "agent_id");
+      std::this_thread::sleep_for(100ms);
+    }
+    ASSERT_FALSE(id1.empty()) << agent->stderr_text();
+    key1 = log_field(agent->stderr_text(), "registered", "public_key_fingerprint");
+    ASSERT_FALSE(key1.empty());
+    agent->signal(SIGTERM);
+    auto code = agent->wait(30s);
+    ASSERT_TRUE(code.has_value());
+    EXPECT_EQ(*code, 0) << agent->stderr_text();
+  }
+  auto file = dir_.path() / "agent-id" / "agent-identity.json";
+  struct stat st {};
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  std::ifstream in(file);
+  auto stored = json::parse(in, nullptr, false);
+  EXPECT_EQ(stored.value("agentId", ""), id1);
+
+  auto again = start_agent("agent-id", "");
+  std::string id2;
+  auto until = std::chrono::steady_clock::now() + 60s;
+  while (id2.empty() && std::chrono::steady_clock::now() < until) {
+    id2 = log_field(again->stderr_text(), "registered", "agent_id");
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(id2, id1) << again->stderr_text();
+  EXPECT_EQ(log_field(again->stderr_text(), "registered", "public_key_fingerprint"), key1);
+  // The coordinator knows it under that id.
+  auto agents = get("/admin/agents");
+  EXPECT_NE(agents.dump().find(id1), std::string::npos) << agents.dump();
+  again->signal(SIGTERM);
+  ASSERT_TRUE(again->wait(30s).has_value());
+  coordinator->signal(SIGTERM);
+  ASSERT_TRUE(coordinator->wait(30s).has_value());
+}
+
+TEST_F(AgentBinary, ResultFinishedDuringOutageIsDeliveredFromOutbox) {
+  auto coordinator = start_coordinator();
+  auto agent = start_agent("agent-outbox", "agent-outbox");
+  const std::string id = submit("outage", "after-outage", 3.0);
+  auto until = std::chrono::steady_clock::now() + 60s;
+  while (holder(id) != "agent-outbox" && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(holder(id), "agent-outbox") << agent->stderr_text();
+  coordinator->signal(SIGKILL);
+  ASSERT_TRUE(coordinator->wait(10s).has_value());
+  // The program ends while the coordinator is down: the result goes to the outbox.
+  until = std::chrono::steady_clock::now() + 30s;
+  while (agent->stderr_text().find("event=result_queued_in_outbox") == std::string::npos &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_NE(agent->stderr_text().find("event=result_queued_in_outbox"), std::string::npos)
+      << agent->stderr_text();
+  coordinator = start_coordinator();
+  ASSERT_TRUE(wait_completed({id}, 60s)) << agent->stderr_text();
+  auto task = get("/tasks/" + id);
+  EXPECT_EQ(trimmed(task.value("output", "")), "after-outage") << task.dump();
+  EXPECT_NE(agent->stderr_text().find("event=outbox_delivered"), std::string::npos)
+      << agent->stderr_text();
+  agent->signal(SIGTERM);
+  auto code = agent->wait(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << agent->stderr_text();
+  coordinator->signal(SIGTERM);
+  ASSERT_TRUE(coordinator->wait(30s).has_value());
+}
+
+TEST_F(AgentBinary, OutboxSurvivesAnAgentRestartDuringTheOutage) {
+  auto coordinator = start_coordinator();
+  auto agent = start_agent("agent-durable", "agent-durable");
+  // A long lease, so that the outage below cannot expire it.
+  const std::string id = submit("durable", "kept-on-disk", 2.0, 30000);
+  auto until = std::chrono::steady_clock::now() + 60s;
+  while (holder(id) != "agent-durable" && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(holder(id), "agent-durable") << agent->stderr_text();
+  coordinator->signal(SIGKILL);
+  ASSERT_TRUE(coordinator->wait(10s).has_value());
+  until = std::chrono::steady_clock::now() + 30s;
+  while (agent->stderr_text().find("event=result_queued_in_outbox") == std::string::npos &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_NE(agent->stderr_text().find("event=result_queued_in_outbox"), std::string::npos)
+      << agent->stderr_text();
+  // The agent stops and starts again while the coordinator is still down.
+  agent->signal(SIGTERM);
+  auto code = agent->wait(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << agent->stderr_text();
+  auto again = start_agent("agent-durable", "agent-durable");
+  std::this_thread::sleep_for(500ms);
+  coordinator = start_coordinator();
+  ASSERT_TRUE(wait_completed({id}, 60s)) << again->stderr_text();
+  auto task = get("/tasks/" + id);
+  EXPECT_EQ(trimmed(task.value("output", "")), "kept-on-disk") << task.dump();
+  EXPECT_EQ(task["subtasks"][0]["result"].value("attempt", 0), 1) << task.dump();
+  EXPECT_NE(again->stderr_text().find("event=outbox_delivered"), std::string::npos)
+      << again->stderr_text();
+  again->signal(SIGTERM);
+  ASSERT_TRUE(again->wait(30s).has_value());
+  coordinator->signal(SIGTERM);
+  ASSERT_TRUE(coordinator->wait(30s).has_value());
+}
+
+TEST_F(AgentBinary, SigtermReleasesTheLeaseAndExitsZero) {
+  auto coordinator = start_coordinator();
+  auto a = start_agent("agent-term", "agent-term");
+  const std::string id = submit("handed-back", "finished-elsewhere", 2.0);
+  auto until = std::chrono::steady_clock::now() + 60s;
+  while (holder(id) != "agent-term" && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(holder(id), "agent-term") << a->stderr_text();
+  a->signal(SIGTERM);
+  auto code = a->wait(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << a->stderr_text();
+  EXPECT_NE(a->stderr_text().find("event=lease_released"), std::string::npos) << a->stderr_text();
+  // Queued again at once (no lease expiry) and finished by another agent.
+  auto t = get("/tasks/" + id);
+  EXPECT_EQ(t["subtasks"][0].value("state", ""), "queued") << t.dump();
+  auto b = start_agent("agent-after", "agent-after");
+  ASSERT_TRUE(wait_completed({id}, 60s)) << b->stderr_text();
+  t = get("/tasks/" + id);
+  EXPECT_EQ(trimmed(t.value("output", "")), "finished-elsewhere");
+  EXPECT_EQ(t["subtasks"][0]["result"].value("agentId", ""), "agent-after") << t.dump();
+  b->signal(SIGTERM);
+  ASSERT_TRUE(b->wait(30s).has_value());
+  coordinator->signal(SIGTERM);
+  ASSERT_TRUE(coordinator->wait(30s).has_value());
+}
+
+TEST_F(AgentBinary, FailsOverToTheNextCoordinatorOfTheList) {
+  auto coordinator = start_coordinator();
+  const std::uint16_t dead = testing::free_port();
+  auto agent =
+      start_agent("agent-failover", "agent-failover", 1,
+                  {{"COORDINATOR_URL", "http://127.0.0.1:" + std::to_string(dead) +
+                                           ", http://127.0.0.1:" + std::to_string(port_) + "/"}});
+  const std::string id = submit("via-second", "second-coordinator", 0.1);
+  ASSERT_TRUE(wait_completed({id}, 60s)) << agent->stderr_text();
+  EXPECT_EQ(trimmed(get("/tasks/" + id).value("output", "")), "second-coordinator");
+  EXPECT_NE(agent->stderr_text().find("event=coordinator_failover"), std::string::npos)
+      << agent->stderr_text();
+  agent->signal(SIGTERM);
+  auto code = agent->wait(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0);
+  coordinator->signal(SIGTERM);
+  ASSERT_TRUE(coordinator->wait(30s).has_value());
+}
+
+TEST_F(AgentBinary, AgentWhoseSandboxCannotStartTakesNoWork) {
+  auto coordinator = start_coordinator();
+  auto broken = start_agent("agent-broken", "agent-broken", 1,
+                            {{"SANDBOX_BWRAP", "/nonexistent/bwrap"},
+                             {"SANDBOX_PYTHON", "/nonexistent/python3"},
+                             {"SANDBOX_NODE", "/nonexistent/node"}});
+  const std::string id = submit("unsandboxed", "never", 0.1);
+  auto until = std::chrono::steady_clock::now() + 30s;
+  while (broken->stderr_text().find("event=registered") == std::string::npos &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  const std::string log = broken->stderr_text();
+  ASSERT_NE(log.find("event=registered"), std::string::npos) << log;
+  EXPECT_NE(log.find("event=sandbox_unavailable"), std::string::npos) << log;
+  EXPECT_EQ(log_field(log, "registered", "sandbox_mode"), "none") << log;
+  std::this_thread::sleep_for(1500ms);  // several poll intervals
+  auto t = get("/tasks/" + id);
+  EXPECT_EQ(t["subtasks"][0].value("state", ""), "queued") << t.dump();
+  EXPECT_EQ(t["subtasks"][0].value("attempt", -1), 0) << t.dump();
+  EXPECT_EQ(broken->stderr_text().find("event=subtask_leased"), std::string::npos);
+  broken->signal(SIGTERM);
+  auto code = broken->wait(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0);
+  coordinator->signal(SIGTERM);
+  ASSERT_TRUE(coordinator->wait(30s).has_value());
+}
+
+}  // namespace
+}  // namespace edgecoder
