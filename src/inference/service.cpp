@@ -318,10 +318,11 @@ asio::awaitable<net::Response> handle_decompose(std::shared_ptr<Impl> self, net:
   if (task_id == j.end() || !task_id->is_string()) {
     co_return service_detail::service_bad_request("taskId: a string is required");
   }
+  // snapshotRef is only copied into the subtasks: our coordinator sends "" when the client gave
+  // none, so it may be empty or absent, but not another type.
   const auto snapshot = j.find("snapshotRef");
-  if (snapshot == j.end() || !snapshot->is_string() ||
-      snapshot->get_ref<const std::string&>().empty()) {
-    co_return service_detail::service_bad_request("snapshotRef: a non-empty string is required");
+  if (snapshot != j.end() && !snapshot->is_null() && !snapshot->is_string()) {
+    co_return service_detail::service_bad_request("snapshotRef: a string is expected");
   }
   if (auto lang = j.find("language"); lang != j.end() && !lang->is_null()) {
     const auto normal =
@@ -334,7 +335,7 @@ asio::awaitable<net::Response> handle_decompose(std::shared_ptr<Impl> self, net:
   }
   dr.prompt = prompt->get<std::string>();
   dr.task_id = task_id->get<std::string>();
-  dr.snapshot_ref = snapshot->get<std::string>();
+  if (snapshot != j.end() && snapshot->is_string()) dr.snapshot_ref = snapshot->get<std::string>();
 
   const std::string model_name = self->current_model();
   model::GenerateRequest gen;

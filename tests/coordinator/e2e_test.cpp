@@ -1,7 +1,10 @@
 // The real edgecoder binary in coordinator mode over loopback: register, submit via /tasks, pull,
 // result, GET the completed task; and kill -9 with a task in flight: after a restart on the same
-// data directory the accepted task and its recorded result are there and it completes.
+// data directory the accepted task and its recorded result are there and it completes. And an
+// all-in-one node: /submit decomposes through its own inference service (offline provider).
 #include <signal.h>
+
+#include <fstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -124,6 +127,58 @@ TEST_F(CoordinatorBinary, AcceptedTaskSurvivesSigkill) {
   EXPECT_EQ(get("/status").value("results", 0), 2);
   again->signal(SIGTERM);
   ASSERT_TRUE(again->wait(30s).has_value());
+}
+
+// The coordinator and inference processes of one all-in-one node wired together by the tokens it
+// generated: /submit (without a snapshotRef, which is optional) is decomposed by the real
+// inference service's offline provider into a dependency chain, in order.
+TEST(AllInOneBinary, SubmitDecomposesThroughItsInferenceService) {
+  testing::TempDir dir;
+  const std::uint16_t coordinator = testing::free_port();
+  testing::ChildOptions options;
+  options.env = {{"COORDINATOR_PORT", std::to_string(coordinator)},
+                 {"INFERENCE_PORT", std::to_string(testing::free_port())},
+                 {"CONTROL_PLANE_PORT", std::to_string(testing::free_port())},
+                 {"AUTO_APPROVE_AGENTS", "true"},
+                 {"EDGECODER_DATA_DIR", (dir.path() / "data").string()},
+                 {"HOME", dir.path().string()}};
+  options.output_dir = dir.path() / "out";
+  testing::ChildProcess node(EDGECODER_BINARY_PATH, options);
+  ASSERT_TRUE(testing::wait_for_port(coordinator, 60s)) << node.stderr_text();
+  std::string token;
+  std::ifstream(dir.path() / "data/secrets/MESH_AUTH_TOKEN") >> token;
+  ASSERT_EQ(token.size(), 64u);
+
+  net::ClientRequest req;
+  req.method = "POST";
+  req.url = "http://127.0.0.1:" + std::to_string(coordinator) + "/submit";
+  req.headers = {{"x-mesh-token", token}, {"content-type", "application/json"}};
+  req.body = nlohmann::json{{"prompt",
+                             "Build a report:\n1. Generate the first 10 Fibonacci numbers\n"
+                             "2. Sum them\n3) javascript: Print the sum as JSON"}}
+                 .dump();
+  auto resp = net::fetch(req);
+  ASSERT_TRUE(resp) << resp.error().detail;
+  ASSERT_EQ(resp->status, 201) << resp->body << node.stderr_text();
+  const auto created = nlohmann::json::parse(resp->body);
+  ASSERT_EQ(created["subtasks"].size(), 3u) << resp->body;
+
+  req.method = "GET";
+  req.body.clear();
+  req.url = "http://127.0.0.1:" + std::to_string(coordinator) + "/tasks/" +
+            created["taskId"].get<std::string>();
+  auto task = net::fetch(req);
+  ASSERT_TRUE(task && task->status == 200) << (task ? task->body : task.error().detail);
+  const auto t = nlohmann::json::parse(task->body);
+  ASSERT_EQ(t["subtasks"].size(), 3u) << task->body;
+  // Only the first step is ready; the others wait for the one before them.
+  EXPECT_EQ(t["subtasks"][0].value("state", ""), "queued") << task->body;
+  EXPECT_EQ(t["subtasks"][1].value("state", ""), "held") << task->body;
+  EXPECT_EQ(t["subtasks"][2].value("language", ""), "javascript") << task->body;
+  node.signal(SIGTERM);
+  auto code = node.wait(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << node.stderr_text();
 }
 
 }  // namespace

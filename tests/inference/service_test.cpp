@@ -191,6 +191,9 @@ TEST_F(InferenceServiceTest, DecomposeRejectsBadRequests) {
   EXPECT_EQ(call("POST", "/decompose", json{{"taskId", "t"}, {"prompt", ""}, {"snapshotRef", "s"}})
                 .status,
             400);
+  EXPECT_EQ(
+      call("POST", "/decompose", json{{"taskId", "t"}, {"prompt", "p"}, {"snapshotRef", 7}}).status,
+      400);
   auto bad_lang = call("POST", "/decompose", decompose_body("x", "rust"));
   EXPECT_EQ(bad_lang.status, 400);
   EXPECT_NE(bad_lang.body.find("language"), std::string::npos);
