@@ -90,7 +90,7 @@ Architecture: $arch
 Maintainer: EdgeCoder <ops@edgecoder.io>
 Installed-Size: $installed_size
 Depends: adduser, $shlibs
-Recommends: bubblewrap, ca-certificates
+Recommends: bubblewrap, ca-certificates, python3, nodejs
 Suggests: postgresql
 Section: net
 Priority: optional
