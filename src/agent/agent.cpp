@@ -364,9 +364,6 @@ struct Agent::Impl {
         } catch (const json::exception& e) {
           core::log::warn("agent", "bad_subtask", {{"detail", e.what()}});
         }
-        // wire_subtask_from_json reads stored payloads, which carry no lease.
-        sub.attempt = field(pulled, "attempt", 0);
-        sub.lease_expires_at_ms = field(pulled, "leaseExpiresAtMs", std::int64_t{0});
         if (sub.id.empty()) {
           co_await sleep(backoff(failures++));
           continue;

@@ -263,6 +263,13 @@ WireSubtask wire_subtask_from_json(const nlohmann::json& j) {
     }
   }
   s.subtask_index = j.value("subtaskIndex", 0);
+  // Present only in a /pull answer (the lease); stored payloads carry none.
+  if (auto it = j.find("attempt"); it != j.end() && it->is_number_integer()) {
+    s.attempt = it->get<int>();
+  }
+  if (auto it = j.find("leaseExpiresAtMs"); it != j.end() && it->is_number_integer()) {
+    s.lease_expires_at_ms = it->get<std::int64_t>();
+  }
   return s;
 }
 

@@ -161,7 +161,8 @@ struct WireSubtask {
   std::int64_t lease_expires_at_ms = 0;  // set when leased
 };
 nlohmann::json to_json(const WireSubtask& s);
-// Reads what to_json wrote (for stored payloads); missing fields keep their defaults.
+// Reads what to_json wrote: a stored payload, or a /pull answer with its lease (attempt,
+// leaseExpiresAtMs); missing fields keep their defaults.
 WireSubtask wire_subtask_from_json(const nlohmann::json& j);
 
 // ---- coordinator -> inference /decompose ----

@@ -116,11 +116,15 @@ TEST(ApiCoordinator, WireSubtaskRoundTripAndLeaseFields) {
   EXPECT_EQ(back.id, "s1");
   EXPECT_EQ(back.project_meta.project_id, "p");
   EXPECT_EQ(back.depends_on, std::vector<std::string>{"s0"});
+  EXPECT_EQ(back.attempt, 0);
   s.attempt = 2;
   s.lease_expires_at_ms = 99;
   j = to_json(s);
   EXPECT_EQ(j.value("attempt", 0), 2);
   EXPECT_EQ(j.value("leaseExpiresAtMs", 0), 99);
+  back = wire_subtask_from_json(j);
+  EXPECT_EQ(back.attempt, 2);
+  EXPECT_EQ(back.lease_expires_at_ms, 99);
 }
 
 TEST(ApiCoordinator, DecomposeResponse) {
