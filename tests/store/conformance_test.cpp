@@ -501,6 +501,7 @@ TEST_P(StoreConformance, ConcurrentClaimsLeaseEachSubtaskOnce) {
         auto r = store_->claim_next(claim_request(agent));
         if (!r) {
           ++errors;
+          ADD_FAILURE() << agent << " claim_next: " << r.error().detail;
           return;
         }
         if (!r->has_value()) return;
@@ -512,7 +513,11 @@ TEST_P(StoreConformance, ConcurrentClaimsLeaseEachSubtaskOnce) {
         rep.ok = true;
         rep.output = lease.subtask.id;
         auto rec = store_->record_result(rep);
-        if (!rec || *rec != RecordOutcome::accepted) ++errors;
+        if (!rec || *rec != RecordOutcome::accepted) {
+          ++errors;
+          ADD_FAILURE() << agent << " record_result " << lease.subtask.id << ": "
+                        << (rec ? "not accepted" : rec.error().detail);
+        }
         std::lock_guard lock(mu);
         seen.insert(lease.subtask.id);
       }
