@@ -216,6 +216,7 @@ struct PgPendingWrite {
   std::function<void()> call;
   std::function<void(core::Result<void>)> committed;
   core::Result<void> result;  // written by the batcher before done
+  bool lost_race = false;     // a deadlock/serialization loss: re-run alone after the batch
   std::mutex mu;
   std::condition_variable cv;  // wakes only this caller
   bool done = false;           // guarded by mu
@@ -359,7 +360,7 @@ class PgDb final : public Db {
     }
     for (auto& p : batch) {
       if (p->job != nullptr) {
-        p->result = run_in_savepoint(tx, *p->job);
+        p->result = run_in_savepoint(tx, *p->job, &p->lost_race);
         continue;
       }
       tl_pg_batching_db = this;
@@ -381,10 +382,17 @@ class PgDb final : public Db {
     }
     const bool broken = tx.bad();
     release(std::move(*conn), broken);
+    // Retrying inside the batch cannot win a deadlock: the locks of the batch's earlier jobs
+    // stay held. Such a job runs again alone, in its own transaction with its own retries.
+    for (auto& p : batch) {
+      if (p->lost_race) p->result = run(*p->job, "BEGIN");
+    }
   }
 
-  // Retries a job that lost a deadlock or serialization race, within its savepoint.
-  static core::Result<void> run_in_savepoint(PgConn& tx, const Job& job) {
+  // Runs a job in a savepoint. One that lost a deadlock or serialization race is retried there,
+  // or, when `lost_race` is given, rolled back and flagged for the caller to run again alone.
+  static core::Result<void> run_in_savepoint(PgConn& tx, const Job& job,
+                                             bool* lost_race = nullptr) {
     for (int attempt = 0;; ++attempt) {
       if (auto r = tx.exec_text("SAVEPOINT job"); !r) return r.error();
       core::Result<void> result;
@@ -398,10 +406,14 @@ class PgDb final : public Db {
         return result;
       }
       if (tx.bad()) return result;
-      const bool retry = pg_retryable(tx.last_sqlstate()) && attempt < kPgMaxTxRetries;
+      const bool raced = pg_retryable(tx.last_sqlstate());
       if (auto r = tx.exec_text("ROLLBACK TO SAVEPOINT job"); !r) return r.error();
       (void)tx.exec_text("RELEASE SAVEPOINT job");
-      if (!retry) return result;
+      if (raced && lost_race != nullptr) {
+        *lost_race = true;
+        return result;
+      }
+      if (!(raced && attempt < kPgMaxTxRetries)) return result;
       std::this_thread::sleep_for(std::chrono::milliseconds(1 << std::min(attempt, 5)));
     }
   }
