@@ -2,6 +2,7 @@
 // /api/version and /api/pull (NDJSON progress). Error bodies are {"error": "..."}; a 404 whose
 // text names a model is model_not_found.
 #include <deque>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -48,6 +49,48 @@ ModelInfo ollama_model_info(const json& entry) {
   return info;
 }
 
+// Chat history in Ollama's shape: tool calls carry their arguments as an object and no id; a
+// tool result names its tool (tool_name) instead of a call id.
+json ollama_messages(std::vector<Message> messages) {
+  std::map<std::string, std::string> tool_names;  // call id -> function name
+  json out = json::array();
+  for (auto& m : messages) {
+    json message = {{"role", std::move(m.role)}, {"content", std::move(m.content)}};
+    if (m.tool_calls.is_array() && !m.tool_calls.empty()) {
+      json calls = json::array();
+      for (const auto& call : m.tool_calls) {
+        if (!call.is_object()) continue;
+        const json function = call.value("function", json::object());
+        const std::string name =
+            function.is_object() ? function.value("name", std::string()) : std::string();
+        json arguments = json::object();
+        if (function.is_object()) {
+          if (auto a = function.find("arguments"); a != function.end() && !a->is_null()) {
+            arguments = *a;
+            if (a->is_string()) {
+              // Not JSON text: sent as the string it is, for the server to judge.
+              auto parsed = json::parse(a->get_ref<const std::string&>(), nullptr, false);
+              if (!parsed.is_discarded()) arguments = std::move(parsed);
+            }
+          }
+        }
+        if (auto id = call.find("id"); id != call.end() && id->is_string()) {
+          tool_names[id->get<std::string>()] = name;
+        }
+        calls.push_back({{"function", {{"name", name}, {"arguments", std::move(arguments)}}}});
+      }
+      message["tool_calls"] = std::move(calls);
+    }
+    if (!m.tool_call_id.empty()) {
+      if (auto it = tool_names.find(m.tool_call_id); it != tool_names.end()) {
+        message["tool_name"] = it->second;
+      }
+    }
+    out.push_back(std::move(message));
+  }
+  return out;
+}
+
 // NDJSON lines of /api/generate ("response") or /api/chat ("message.content").
 class OllamaTokenStream final : public HttpTokenStream {
  public:
@@ -88,6 +131,9 @@ class OllamaTokenStream final : public HttpTokenStream {
     if (chat_) {
       if (auto m = j.find("message"); m != j.end() && m->is_object()) {
         if (auto c = m->find("content"); c != m->end()) content = &*c;
+        if (auto t = m->find("tool_calls"); t != m->end() && t->is_array()) {
+          for (const auto& call : *t) tool_calls_.add_ollama(call);
+        }
       }
     } else if (auto r = j.find("response"); r != j.end()) {
       content = &*r;
@@ -98,6 +144,11 @@ class OllamaTokenStream final : public HttpTokenStream {
     }
     if (j.value("done", false)) {
       stats_.done_reason = j.value("done_reason", std::string("stop"));
+      if (!tool_calls_.empty()) {
+        stats_.tool_calls = tool_calls_.json();
+        // Ollama says "stop" after tool calls; "length" (calls cut short) is kept.
+        if (stats_.done_reason == "stop") stats_.done_reason = "tool_calls";
+      }
       if (auto n = j.find("prompt_eval_count"); n != j.end() && n->is_number_integer()) {
         stats_.prompt_tokens = n->get<std::int64_t>();
       }
@@ -111,6 +162,7 @@ class OllamaTokenStream final : public HttpTokenStream {
 
   const bool chat_;
   net::NdjsonParser parser_;
+  ToolCalls tool_calls_;
 };
 
 class OllamaPullStream final : public PullStream {
@@ -208,13 +260,10 @@ class OllamaProvider final : public Provider {
   }
 
   asio::awaitable<core::Result<std::unique_ptr<TokenStream>>> chat(ChatRequest request) override {
-    json messages = json::array();
-    for (auto& m : request.messages) {
-      messages.push_back({{"role", std::move(m.role)}, {"content", std::move(m.content)}});
-    }
     json body = {{"model", request.model.empty() ? config_.model : request.model},
-                 {"messages", std::move(messages)},
+                 {"messages", ollama_messages(std::move(request.messages))},
                  {"stream", true}};
+    if (!request.tools.is_null()) body["tools"] = std::move(request.tools);
     json options = ollama_options(request.sampling);
     if (!options.empty()) body["options"] = std::move(options);
     auto call = open("/api/chat", body.dump(), true);
@@ -247,6 +296,19 @@ class OllamaProvider final : public Provider {
     if (!j) co_return j.error();
     ModelInfo info = ollama_model_info(*j);
     info.name = name;
+    // model_info holds "<architecture>.context_length"; capabilities is a list of names.
+    if (auto mi = j->find("model_info"); mi != j->end() && mi->is_object()) {
+      for (const auto& [key, value] : mi->items()) {
+        if (key.ends_with(".context_length") && value.is_number_integer()) {
+          info.context_length = value.get<std::int64_t>();
+        }
+      }
+    }
+    if (auto caps = j->find("capabilities"); caps != j->end() && caps->is_array()) {
+      for (const auto& c : *caps) {
+        if (c.is_string()) info.capabilities.push_back(c.get<std::string>());
+      }
+    }
     co_return info;
   }
 

@@ -49,12 +49,16 @@ class OpenAiTokenStream final : public HttpTokenStream {
         return model_unavailable(what() + ": malformed JSON in the answer");
       }
       auto ok = object(j, out);
+      settle();
       mark_done();
       return ok;
     }
     if (piece == nullptr) {
       // Some servers end the stream after the finishing chunk without "data: [DONE]".
-      if (finish_seen_) mark_done();
+      if (finish_seen_) {
+        settle();
+        mark_done();
+      }
       return {};
     }
     auto events = parser_.feed(*piece);
@@ -63,6 +67,7 @@ class OpenAiTokenStream final : public HttpTokenStream {
       mark_activity();
       if (done()) continue;
       if (event.data == "[DONE]") {
+        settle();
         mark_done();
         continue;
       }
@@ -100,6 +105,9 @@ class OpenAiTokenStream final : public HttpTokenStream {
           const auto& s = c->get_ref<const std::string&>();
           if (!s.empty()) out.push_back(s);
         }
+        if (auto t = d->find("tool_calls"); t != d->end() && t->is_array()) {
+          for (std::size_t i = 0; i < t->size(); ++i) tool_calls_.add_openai((*t)[i], i);
+        }
       }
     }
     if (auto f = choice.find("finish_reason"); f != choice.end() && f->is_string()) {
@@ -109,10 +117,21 @@ class OpenAiTokenStream final : public HttpTokenStream {
     return {};
   }
 
+  // The answer is complete: publish its tool calls. Some servers finish a tool call answer with
+  // "stop"; "length" (calls cut short) is kept.
+  void settle() {
+    if (tool_calls_.empty()) return;
+    stats_.tool_calls = tool_calls_.json();
+    if (stats_.done_reason.empty() || stats_.done_reason == "stop") {
+      stats_.done_reason = "tool_calls";
+    }
+  }
+
   const bool sse_;
   net::SseParser parser_;
   std::string whole_;         // non-SSE answers
   bool finish_seen_ = false;  // a chunk carried finish_reason
+  ToolCalls tool_calls_;
 };
 
 class OpenAiProvider final : public Provider {
@@ -152,9 +171,13 @@ class OpenAiProvider final : public Provider {
     }
     json messages = json::array();
     for (auto& m : request.messages) {
-      messages.push_back({{"role", std::move(m.role)}, {"content", std::move(m.content)}});
+      json message = {{"role", std::move(m.role)}, {"content", std::move(m.content)}};
+      if (!m.tool_calls.is_null()) message["tool_calls"] = std::move(m.tool_calls);
+      if (!m.tool_call_id.empty()) message["tool_call_id"] = std::move(m.tool_call_id);
+      messages.push_back(std::move(message));
     }
     json body = {{"model", model}, {"messages", std::move(messages)}, {"stream", true}};
+    if (!request.tools.is_null()) body["tools"] = std::move(request.tools);
     if (request.sampling.temperature) body["temperature"] = *request.sampling.temperature;
     if (request.sampling.max_tokens) body["max_tokens"] = *request.sampling.max_tokens;
 

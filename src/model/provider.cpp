@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <random>
 
 #include <nlohmann/json.hpp>
 
@@ -453,6 +454,80 @@ asio::awaitable<core::Result<std::optional<std::vector<std::string>>>> HttpToken
     }
     if (!tokens.empty()) co_return std::optional<std::vector<std::string>>(std::move(tokens));
   }
+}
+
+std::string make_tool_call_id() {
+  thread_local std::mt19937 rng{std::random_device{}()};
+  constexpr std::string_view kHex = "0123456789abcdef";
+  std::string id = "call_";
+  for (int i = 0; i < 8; ++i) id += kHex[rng() % kHex.size()];
+  return id;
+}
+
+nlohmann::json& ToolCalls::slot(std::optional<std::int64_t> index, const std::string& id) {
+  if (calls_.is_null()) calls_ = nlohmann::json::array();
+  if (index) {
+    if (auto it = by_index_.find(*index); it != by_index_.end()) return calls_[it->second];
+  } else if (!id.empty()) {
+    for (auto& call : calls_) {
+      if (call.value("id", std::string()) == id) return call;
+    }
+  }
+  if (index) by_index_[*index] = calls_.size();
+  calls_.push_back({{"id", id.empty() ? make_tool_call_id() : id},
+                    {"type", "function"},
+                    {"function", {{"name", ""}, {"arguments", ""}}}});
+  return calls_.back();
+}
+
+void ToolCalls::add_openai(const nlohmann::json& entry, std::size_t position) {
+  if (!entry.is_object()) return;
+  std::optional<std::int64_t> index;
+  std::string id;
+  if (auto i = entry.find("index"); i != entry.end() && i->is_number_integer()) {
+    index = i->get<std::int64_t>();
+  }
+  if (auto i = entry.find("id"); i != entry.end() && i->is_string()) id = i->get<std::string>();
+  // Without an index, a fragment is a whole call (matched by id) or keeps its array position.
+  if (!index && id.empty()) index = static_cast<std::int64_t>(position);
+  nlohmann::json& call = slot(index, id);
+  if (!id.empty()) call["id"] = id;
+  if (auto t = entry.find("type"); t != entry.end() && t->is_string() && !t->empty()) {
+    call["type"] = *t;
+  }
+  auto f = entry.find("function");
+  if (f == entry.end() || !f->is_object()) return;
+  nlohmann::json& function = call["function"];
+  if (auto n = f->find("name"); n != f->end() && n->is_string() && !n->empty()) {
+    function["name"] = *n;
+  }
+  if (auto a = f->find("arguments"); a != f->end()) {
+    auto& text = function["arguments"].get_ref<std::string&>();
+    if (a->is_string()) {
+      text += a->get_ref<const std::string&>();
+    } else if (!a->is_null() && text.empty()) {
+      text = a->dump();  // a server that sends the arguments as an object
+    }
+  }
+}
+
+void ToolCalls::add_ollama(const nlohmann::json& entry) {
+  if (!entry.is_object()) return;
+  std::string id;
+  if (auto i = entry.find("id"); i != entry.end() && i->is_string()) id = i->get<std::string>();
+  std::string name;
+  std::string arguments = "{}";
+  if (auto f = entry.find("function"); f != entry.end() && f->is_object()) {
+    name = f->value("name", std::string());
+    if (auto a = f->find("arguments"); a != f->end() && !a->is_null()) {
+      arguments = a->is_string() ? a->get<std::string>() : a->dump();
+    }
+  }
+  if (calls_.is_null()) calls_ = nlohmann::json::array();
+  calls_.push_back(
+      {{"id", id.empty() ? make_tool_call_id() : id},
+       {"type", "function"},
+       {"function", {{"name", std::move(name)}, {"arguments", std::move(arguments)}}}});
 }
 
 std::string join_url(std::string_view base, std::string_view path) {

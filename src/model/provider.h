@@ -28,6 +28,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <nlohmann/json.hpp>
 
 #include "core/config.h"
 #include "core/metrics.h"
@@ -77,9 +78,14 @@ struct ProviderConfig {
 // Reads LOCAL_MODEL_PROVIDER, OLLAMA_*, OPENAI_* and MODEL_*_TIMEOUT_MS. Errors name the setting.
 core::Result<ProviderConfig> provider_config_from(const core::Settings& settings);
 
+// Tool calls use the OpenAI shape whatever the server: the providers translate on the wire.
 struct Message {
-  std::string role;  // "system", "user", "assistant"
+  std::string role;  // "system", "user", "assistant", "tool"
   std::string content;
+  // Assistant messages only; null = none. OpenAI-shaped array:
+  // [{"id":"call_x","type":"function","function":{"name":"f","arguments":"<JSON text>"}}].
+  nlohmann::json tool_calls;
+  std::string tool_call_id;  // role "tool": the id of the call this message answers
 };
 
 struct Sampling {
@@ -97,21 +103,29 @@ struct ChatRequest {
   std::string model;  // empty = the provider's configured model
   std::vector<Message> messages;
   Sampling sampling;
+  // Null = none. OpenAI-shaped array:
+  // [{"type":"function","function":{"name":..,"description":..,"parameters":{JSON schema}}}].
+  nlohmann::json tools;
 };
 
 // What the model server said about the generation, complete once the stream has ended.
 struct StreamStats {
   std::string model;                    // the model that answered (as the server names it)
-  std::string done_reason;              // "stop", "length", ... when the server says
+  std::string done_reason;              // "stop", "length", "tool_calls", ... when the server says
   std::int64_t prompt_tokens = -1;      // -1 = not reported
   std::int64_t completion_tokens = -1;  // -1 = not reported
+  // The tool calls the model made (then done_reason is "tool_calls"); null = none. OpenAI shape
+  // as in Message::tool_calls: every call has an id (made up as "call_<8 hex>" when the server
+  // gives none) and its arguments as JSON text. Complete only once the stream has ended.
+  nlohmann::json tool_calls;
 };
 
 class TokenStream {
  public:
   virtual ~TokenStream() = default;
   // The text pieces that arrived together, in order (never an empty vector); nullopt once the
-  // model has finished. After an error the stream is finished too.
+  // model has finished. Tool calls are not text: they arrive in stats(). After an error the stream
+  // is finished too.
   virtual asio::awaitable<core::Result<std::optional<std::vector<std::string>>>> next() = 0;
   virtual const StreamStats& stats() const = 0;
 };
@@ -122,6 +136,10 @@ struct ModelInfo {
   std::string quantization;     // e.g. "Q4_K_M"; empty = unknown
   std::int64_t size_bytes = 0;  // on disk; 0 = unknown
   std::string family;
+  // From show_model() (Ollama's /api/show): the context window in tokens (0 = unknown) and the
+  // server's capability names ("completion", "tools", "vision", ...; empty = unknown).
+  std::int64_t context_length = 0;
+  std::vector<std::string> capabilities;
 };
 
 struct PullUpdate {

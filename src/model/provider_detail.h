@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -96,6 +97,30 @@ asio::awaitable<core::Result<nlohmann::json>> fetch_json(std::shared_ptr<net::Ht
                                                          net::ClientRequest request,
                                                          std::string what, ModelProbe* probe,
                                                          std::string op);
+
+// A tool call id in the shape Ollama and OpenAI use: "call_" and 8 random lowercase hex digits.
+std::string make_tool_call_id();
+
+// Puts together the tool calls of one answer in the OpenAI shape (StreamStats::tool_calls).
+// OpenAI streams a call as fragments sharing an `index` (the first with id, type and name, the
+// rest with pieces of the arguments text); Ollama sends each call whole, arguments as an object.
+class ToolCalls {
+ public:
+  // One entry of an OpenAI delta.tool_calls or message.tool_calls array; `position` is its place
+  // in that array (the index when the entry has none).
+  void add_openai(const nlohmann::json& entry, std::size_t position);
+  // One entry of an Ollama message.tool_calls array: {"function":{"name","arguments":{..}}}.
+  void add_ollama(const nlohmann::json& entry);
+  bool empty() const { return calls_.empty(); }
+  // The calls so far (null when none); every call has an id.
+  const nlohmann::json& json() const { return calls_; }
+
+ private:
+  nlohmann::json& slot(std::optional<std::int64_t> index, const std::string& id);
+
+  nlohmann::json calls_;                          // null or an array in the OpenAI shape
+  std::map<std::int64_t, std::size_t> by_index_;  // OpenAI fragment index -> position in calls_
+};
 
 // A TokenStream over a streamed HTTP body (Ollama NDJSON, OpenAI SSE). The base class owns the
 // upstream body, the first-token deadline, the end-of-stream checks and the metrics; a subclass

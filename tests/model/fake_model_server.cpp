@@ -143,8 +143,67 @@ std::string fake_token_frame(Flavor flavor, bool chat, const std::string& model,
   return "data: " + chunk.dump() + "\n\n";
 }
 
+std::string fake_tool_call_id(std::size_t i) { return "call_fake" + std::to_string(i); }
+
+std::string fake_arguments_text(const json& call) {
+  return call.value("arguments", json::object()).dump();
+}
+
+// The frames carrying the behaviour's tool calls (chat only), after the tokens. `first` = no
+// token frame came before.
+std::vector<std::string> fake_tool_frames(Flavor flavor, bool chat, const std::string& model,
+                                          const std::vector<json>& calls, bool first) {
+  std::vector<std::string> frames;
+  if (!chat || calls.empty()) return frames;
+  if (flavor == Flavor::ollama) {
+    json wire = json::array();
+    for (const auto& call : calls) {
+      wire.push_back({{"function",
+                       {{"name", call.value("name", std::string())},
+                        {"arguments", call.value("arguments", json::object())}}}});
+    }
+    const json line = {
+        {"model", model},
+        {"created_at", kCreatedAt},
+        {"message", {{"role", "assistant"}, {"content", ""}, {"tool_calls", std::move(wire)}}},
+        {"done", false}};
+    frames.push_back(line.dump() + "\n");
+    return frames;
+  }
+  const auto chunk = [&](json delta) {
+    const json c = {{"id", "chatcmpl-fake"},
+                    {"object", "chat.completion.chunk"},
+                    {"created", 1735689600},
+                    {"model", model},
+                    {"choices", {{{"index", 0}, {"delta", delta}, {"finish_reason", nullptr}}}}};
+    return "data: " + c.dump() + "\n\n";
+  };
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    // As OpenAI does: id, type and name with empty arguments, then the arguments in pieces.
+    json delta = {
+        {"tool_calls",
+         {{{"index", i},
+           {"id", fake_tool_call_id(i)},
+           {"type", "function"},
+           {"function", {{"name", calls[i].value("name", std::string())}, {"arguments", ""}}}}}}};
+    if (first && i == 0) {
+      delta["role"] = "assistant";
+      delta["content"] = nullptr;
+    }
+    frames.push_back(chunk(std::move(delta)));
+    const std::string text = fake_arguments_text(calls[i]);
+    const std::size_t piece = std::max<std::size_t>(1, (text.size() + 2) / 3);
+    for (std::size_t at = 0; at < text.size(); at += piece) {
+      frames.push_back(
+          chunk({{"tool_calls",
+                  {{{"index", i}, {"function", {{"arguments", text.substr(at, piece)}}}}}}}));
+    }
+  }
+  return frames;
+}
+
 std::string fake_final_frames(Flavor flavor, bool chat, const std::string& model,
-                              std::size_t tokens) {
+                              std::size_t tokens, bool tool_calls) {
   if (flavor == Flavor::ollama) {
     json line = {{"model", model}, {"created_at", kCreatedAt}};
     if (chat) {
@@ -163,12 +222,14 @@ std::string fake_final_frames(Flavor flavor, bool chat, const std::string& model
     line["eval_duration"] = 5000;
     return line.dump() + "\n";
   }
-  json chunk = {
-      {"id", "chatcmpl-fake"},
-      {"object", "chat.completion.chunk"},
-      {"created", 1735689600},
-      {"model", model},
-      {"choices", {{{"index", 0}, {"delta", json::object()}, {"finish_reason", "stop"}}}}};
+  json chunk = {{"id", "chatcmpl-fake"},
+                {"object", "chat.completion.chunk"},
+                {"created", 1735689600},
+                {"model", model},
+                {"choices",
+                 {{{"index", 0},
+                   {"delta", json::object()},
+                   {"finish_reason", tool_calls ? "tool_calls" : "stop"}}}}};
   return "data: " + chunk.dump() + "\n\ndata: [DONE]\n\n";
 }
 
@@ -202,7 +263,13 @@ class FakeStream final : public net::StreamBody {
         all += fake_token_frame(flavor, chat_, model_, b_.tokens[i], i == 0);
         if (i == 0 && b_.malformed) all += fake_malformed_frame(flavor);
       }
-      if (!b_.truncate) all += fake_final_frames(flavor, chat_, model_, b_.tokens.size());
+      for (const auto& frame :
+           fake_tool_frames(flavor, chat_, model_, b_.tool_calls, b_.tokens.empty())) {
+        all += frame;
+      }
+      if (!b_.truncate) {
+        all += fake_final_frames(flavor, chat_, model_, b_.tokens.size(), has_tool_calls());
+      }
       std::vector<std::string> pieces;
       if (b_.split_every > 0) {
         for (std::size_t at = 0; at < all.size(); at += b_.split_every) {
@@ -234,12 +301,19 @@ class FakeStream final : public net::StreamBody {
       auto write = out->write(std::move(frame));
       if (!co_await std::move(write)) co_return false;
     }
+    for (auto& frame : fake_tool_frames(flavor, chat_, model_, b_.tool_calls, b_.tokens.empty())) {
+      auto write = out->write(std::move(frame));
+      if (!co_await std::move(write)) co_return false;
+    }
     if (!b_.truncate) {
-      auto write = out->write(fake_final_frames(flavor, chat_, model_, b_.tokens.size()));
+      auto write =
+          out->write(fake_final_frames(flavor, chat_, model_, b_.tokens.size(), has_tool_calls()));
       if (!co_await std::move(write)) co_return false;
     }
     co_return true;
   }
+
+  bool has_tool_calls() const { return chat_ && !b_.tool_calls.empty(); }
 
   const std::shared_ptr<State> state_;
   const FakeBehaviour b_;
@@ -257,12 +331,20 @@ std::string fake_join(const std::vector<std::string>& tokens) {
 asio::awaitable<net::Response> fake_generation(std::shared_ptr<State> state, net::Request request,
                                                bool chat) {
   state->record(request);
-  const FakeBehaviour b = state->get();
+  FakeBehaviour b = state->get();
   auto stall = fake_sleep(b.stall_before_head);
   co_await std::move(stall);
   const json body = json::parse(request.body, nullptr, false);
   if (body.is_discarded() || !body.is_object()) {
     co_return net::Response::json(400, {{"error", "invalid JSON body"}});
+  }
+  if (b.tool_calls_only_when_offered) {
+    const bool offered =
+        body.contains("tools") && body["tools"].is_array() && !body["tools"].empty();
+    const bool answered = body.contains("messages") && body["messages"].is_array() &&
+                          !body["messages"].empty() &&
+                          body["messages"].back().value("role", std::string()) == "tool";
+    if (!offered || answered) b.tool_calls.clear();
   }
   if (state->flavor == Flavor::openai && !b.api_key.empty() &&
       request.header("authorization").value_or("") != "Bearer " + b.api_key) {
@@ -274,22 +356,46 @@ asio::awaitable<net::Response> fake_generation(std::shared_ptr<State> state, net
   const bool stream = body.value("stream", state->flavor == Flavor::ollama);
   if (!stream) {
     if (b.malformed) co_return net::Response::text(200, "{\"model\":", "application/json");
+    const bool tools = chat && !b.tool_calls.empty();
     if (state->flavor == Flavor::ollama) {
       json out = {{"model", model}, {"created_at", kCreatedAt}, {"done", true}};
       if (chat) {
         out["message"] = {{"role", "assistant"}, {"content", fake_join(b.tokens)}};
+        if (tools) {
+          json calls = json::array();
+          for (const auto& call : b.tool_calls) {
+            calls.push_back({{"function",
+                              {{"name", call.value("name", std::string())},
+                               {"arguments", call.value("arguments", json::object())}}}});
+          }
+          out["message"]["tool_calls"] = std::move(calls);
+        }
       } else {
         out["response"] = fake_join(b.tokens);
       }
       co_return net::Response::json(200, out);
+    }
+    json message = {{"role", "assistant"}, {"content", fake_join(b.tokens)}};
+    if (tools) {
+      // OpenAI answers content null when the model only called tools.
+      if (b.tokens.empty()) message["content"] = nullptr;
+      json calls = json::array();
+      for (std::size_t i = 0; i < b.tool_calls.size(); ++i) {
+        calls.push_back({{"id", fake_detail::fake_tool_call_id(i)},
+                         {"type", "function"},
+                         {"function",
+                          {{"name", b.tool_calls[i].value("name", std::string())},
+                           {"arguments", fake_arguments_text(b.tool_calls[i])}}}});
+      }
+      message["tool_calls"] = std::move(calls);
     }
     json out = {{"id", "chatcmpl-fake"},
                 {"object", "chat.completion"},
                 {"model", model},
                 {"choices",
                  {{{"index", 0},
-                   {"message", {{"role", "assistant"}, {"content", fake_join(b.tokens)}}},
-                   {"finish_reason", "stop"}}}}};
+                   {"message", std::move(message)},
+                   {"finish_reason", tools ? "tool_calls" : "stop"}}}}};
     co_return net::Response::json(200, out);
   }
   auto body_stream = std::make_shared<FakeStream>(state, b, chat, model);
@@ -336,12 +442,15 @@ asio::awaitable<net::Response> fake_metadata(std::shared_ptr<State> state, net::
     if (!fake_installed(b, model)) {
       co_return net::Response::json(404, {{"error", "model '" + model + "' not found"}});
     }
-    co_return net::Response::json(200, {{"modelfile", "FROM " + model},
-                                        {"details",
-                                         {{"format", "gguf"},
-                                          {"family", "qwen2"},
-                                          {"parameter_size", fake_param_size(model)},
-                                          {"quantization_level", "Q4_K_M"}}}});
+    co_return net::Response::json(
+        200, {{"modelfile", "FROM " + model},
+              {"details",
+               {{"format", "gguf"},
+                {"family", "qwen2"},
+                {"parameter_size", fake_param_size(model)},
+                {"quantization_level", "Q4_K_M"}}},
+              {"model_info", {{"general.architecture", "qwen2"}, {"qwen2.context_length", 32768}}},
+              {"capabilities", json::array({"completion", "tools"})}});
   }
   // /v1/models
   json data = json::array();
@@ -475,8 +584,14 @@ std::string FakeModelServer::stream_body(bool chat, const std::string& model) co
     all += fake_detail::fake_token_frame(state_->flavor, chat, model, b.tokens[i], i == 0);
     if (i == 0 && b.malformed) all += fake_detail::fake_malformed_frame(state_->flavor);
   }
-  if (!b.truncate)
-    all += fake_detail::fake_final_frames(state_->flavor, chat, model, b.tokens.size());
+  for (const auto& frame :
+       fake_detail::fake_tool_frames(state_->flavor, chat, model, b.tool_calls, b.tokens.empty())) {
+    all += frame;
+  }
+  if (!b.truncate) {
+    all += fake_detail::fake_final_frames(state_->flavor, chat, model, b.tokens.size(),
+                                          chat && !b.tool_calls.empty());
+  }
   return all;
 }
 

@@ -7,9 +7,9 @@
 // across TCP writes (every N bytes, or at one offset, with a flush and optional pause between
 // pieces), a stall before the response head or before the first token, 404 "model not found" in
 // each server's real error shape (also automatically for a model not in `installed`), 500,
-// malformed JSON, a stream cut before its end. The fake records every request and notices when
-// the client went away mid-stream (a write failed).
-// Thread-safety: all public methods may be called from the test thread while the server runs.
+// malformed JSON, a stream cut before its end. Chat answers may carry tool calls. The fake records
+// every request and notices when the client went away mid-stream (a write failed). Thread-safety:
+// all public methods may be called from the test thread while the server runs.
 #pragma once
 
 #include <chrono>
@@ -45,6 +45,14 @@ struct FakeBehaviour {
   int pull_steps = 3;   // progress lines of a pull
   std::chrono::milliseconds pull_interval{10};
   bool pull_fail = false;  // the pull answers an {"error": ...} line
+  // Chat only: tool calls the model "makes" after its tokens, each {"name":..,"arguments":{..}}.
+  // Ollama sends them whole in one line (arguments as an object, no id; the final line still says
+  // "stop"); OpenAI streams each as fragments (id "call_fake<i>", then the arguments text in
+  // pieces) and finishes with "tool_calls".
+  std::vector<nlohmann::json> tool_calls;
+  // As a real model does: make the tool calls only when the request offers `tools` and its last
+  // message is not a tool result (then answer with `tokens`).
+  bool tool_calls_only_when_offered = false;
 
   // Sets `tokens` to `text` cut into pieces of `piece` bytes.
   FakeBehaviour& reply(const std::string& text, std::size_t piece = 7);

@@ -404,6 +404,155 @@ TEST_P(ProviderTest, MetricsCountOutcomes) {
   EXPECT_NE(text.find("edgecoder_model_first_token_seconds"), std::string::npos);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Tool calls.
+
+using nlohmann::json;
+
+std::vector<json> weather_calls() {
+  return {{{"name", "get_weather"}, {"arguments", {{"city", "Paris"}, {"unit", "celsius"}}}},
+          {{"name", "get_time"}, {"arguments", {{"zone", "Europe/Paris"}, {"note", "a \"b\""}}}}};
+}
+
+json weather_tools() {
+  return json::parse(R"([{"type":"function","function":{"name":"get_weather",
+      "description":"Current weather","parameters":{"type":"object",
+      "properties":{"city":{"type":"string"}},"required":["city"]}}}])");
+}
+
+bool looks_like_call_id(const std::string& id) {
+  if (id.size() != 13 || id.rfind("call_", 0) != 0) return false;
+  return id.find_first_not_of("0123456789abcdef", 5) == std::string::npos;
+}
+
+// The calls as the fake was told to make them, in the OpenAI shape with parsed arguments.
+void expect_weather_calls(const Collected& got, Flavor flavor, const std::string& where) {
+  EXPECT_EQ(got.stats.done_reason, "tool_calls") << where;
+  const auto want = weather_calls();
+  ASSERT_TRUE(got.stats.tool_calls.is_array()) << where << ": " << got.stats.tool_calls.dump();
+  ASSERT_EQ(got.stats.tool_calls.size(), want.size()) << where;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const json& call = got.stats.tool_calls[i];
+    EXPECT_EQ(call["type"], "function") << where;
+    EXPECT_EQ(call["function"]["name"], want[i]["name"]) << where;
+    ASSERT_TRUE(call["function"]["arguments"].is_string()) << where << ": " << call.dump();
+    EXPECT_EQ(json::parse(call["function"]["arguments"].get<std::string>()), want[i]["arguments"])
+        << where;
+    ASSERT_TRUE(call["id"].is_string()) << where;
+    if (flavor == Flavor::openai) {
+      EXPECT_EQ(call["id"], "call_fake" + std::to_string(i)) << where;  // the server's ids
+    } else {
+      EXPECT_TRUE(looks_like_call_id(call["id"].get<std::string>())) << where << ": " << call;
+    }
+  }
+  EXPECT_NE(got.stats.tool_calls[0]["id"], got.stats.tool_calls[1]["id"]) << where;
+}
+
+TEST_P(ProviderTest, ToolCallsComeBackInTheOpenAiShape) {
+  auto p = provider();
+  FakeBehaviour b;
+  b.tokens.clear();  // as models usually do: tool calls and no text
+  b.tool_calls = weather_calls();
+  fake_.set_behaviour(b);
+  ChatRequest request = hello();
+  request.tools = weather_tools();
+  const Collected got = chat(*p, request);
+  ASSERT_FALSE(got.error) << got.error->detail;
+  EXPECT_TRUE(got.tokens.empty());
+  EXPECT_EQ(got.batches, 0);  // next() ended without handing out empty batches
+  expect_weather_calls(got, GetParam(), "unsplit");
+  const auto requests =
+      fake_.requests_to(GetParam() == Flavor::ollama ? "/api/chat" : "/v1/chat/completions");
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_EQ(requests[0].body["tools"], weather_tools());
+}
+
+TEST_P(ProviderTest, ToolCallsAfterTextKeepTheText) {
+  auto p = provider();
+  FakeBehaviour b;
+  b.tool_calls = weather_calls();
+  fake_.set_behaviour(b);
+  const Collected got = chat(*p);
+  ASSERT_FALSE(got.error) << got.error->detail;
+  EXPECT_EQ(got.text(), "Hello, world!");
+  expect_weather_calls(got, GetParam(), "after text");
+}
+
+TEST_P(ProviderTest, ToolCallsSplitEveryFewBytes) {
+  auto p = provider();
+  for (const std::size_t every : {1U, 2U, 3U, 5U, 11U}) {
+    FakeBehaviour b;
+    b.tokens = {"I'll check", "."};
+    b.tool_calls = weather_calls();
+    b.split_every = every;
+    b.split_pause = 0ms;
+    fake_.set_behaviour(b);
+    const std::string where = "split every " + std::to_string(every);
+    const Collected got = chat(*p);
+    ASSERT_FALSE(got.error) << where << ": " << got.error->detail;
+    EXPECT_EQ(got.text(), "I'll check.") << where;
+    expect_weather_calls(got, GetParam(), where);
+  }
+}
+
+TEST_P(ProviderTest, TextOnlyAnswerHasNoToolCallsAndSendsNoToolFields) {
+  auto p = provider();
+  const Collected got = chat(*p);
+  ASSERT_FALSE(got.error) << got.error->detail;
+  EXPECT_TRUE(got.stats.tool_calls.is_null());
+  EXPECT_EQ(got.stats.done_reason, "stop");
+  const auto requests =
+      fake_.requests_to(GetParam() == Flavor::ollama ? "/api/chat" : "/v1/chat/completions");
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_FALSE(requests[0].body.contains("tools"));
+  EXPECT_EQ(requests[0].body["messages"][0], (json{{"role", "user"}, {"content", "say hello"}}));
+}
+
+TEST_P(ProviderTest, ToolHistoryIsSentInTheServersShape) {
+  auto p = provider();
+  ChatRequest request = hello();
+  request.tools = weather_tools();
+  Message assistant;
+  assistant.role = "assistant";
+  assistant.tool_calls = json::parse(R"([
+      {"id":"call_abc","type":"function",
+       "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}},
+      {"id":"call_def","type":"function","function":{"name":"get_time","arguments":"not json"}}])");
+  request.messages.push_back(assistant);
+  Message result;
+  result.role = "tool";
+  result.content = "18C, sunny";
+  result.tool_call_id = "call_abc";
+  request.messages.push_back(result);
+  const Collected got = chat(*p, request);
+  ASSERT_FALSE(got.error) << got.error->detail;
+
+  const auto requests =
+      fake_.requests_to(GetParam() == Flavor::ollama ? "/api/chat" : "/v1/chat/completions");
+  ASSERT_EQ(requests.size(), 1U);
+  const json& messages = requests[0].body["messages"];
+  ASSERT_EQ(messages.size(), 3U) << messages.dump();
+  if (GetParam() == Flavor::ollama) {
+    // Arguments as an object (or the string when it is not JSON), no ids; the result names its
+    // tool.
+    EXPECT_EQ(messages[1], json::parse(R"({"role":"assistant","content":"","tool_calls":[
+        {"function":{"name":"get_weather","arguments":{"city":"Paris"}}},
+        {"function":{"name":"get_time","arguments":"not json"}}]})"))
+        << messages[1].dump();
+    EXPECT_EQ(messages[2], json::parse(R"({"role":"tool","content":"18C, sunny",
+        "tool_name":"get_weather"})"))
+        << messages[2].dump();
+  } else {
+    EXPECT_EQ(messages[1],
+              (json{{"role", "assistant"}, {"content", ""}, {"tool_calls", assistant.tool_calls}}))
+        << messages[1].dump();
+    EXPECT_EQ(messages[2], json::parse(R"({"role":"tool","content":"18C, sunny",
+        "tool_call_id":"call_abc"})"))
+        << messages[2].dump();
+  }
+  EXPECT_EQ(requests[0].body["tools"], weather_tools());
+}
+
 INSTANTIATE_TEST_SUITE_P(Servers, ProviderTest, ::testing::Values(Flavor::ollama, Flavor::openai),
                          [](const auto& param_info) {
                            return param_info.param == Flavor::ollama ? std::string("Ollama")
