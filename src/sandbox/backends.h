@@ -21,6 +21,12 @@ namespace edgecoder::sandbox::detail {
 // The file name a program is stored under in its work directory.
 std::string program_file_name(Language language);
 
+// The interpreter for a language from the options (python, node or shell).
+const std::filesystem::path& interpreter_path(const Options& options, Language language);
+
+// The limits of one run: the sandbox's, with the request's wall_timeout override applied.
+Limits run_limits(const Limits& limits, const RunRequest& request);
+
 // The interpreter's argv running `script`.
 std::vector<std::string> interpreter_argv(const Options& options, Language language,
                                           const std::string& interpreter,
@@ -81,6 +87,16 @@ void check_docker(const Options& options, ProbeReport& report);
 
 // bwrap: directories that are never bound, and validation of SANDBOX_EXTRA_RO_BINDS.
 core::Result<void> check_extra_binds(const Options& options);
+
+// RunRequest::project_dir: its real path when it may be shown to a program, else
+// permission_denied (it is, contains or lies inside a protected or system location) or
+// invalid_argument (not an absolute path to an existing directory).
+core::Result<std::filesystem::path> check_project_dir(const Options& options,
+                                                      const std::filesystem::path& dir);
+
+// A note for RunResult::error when the program runs as `uid` (switched from root) and the
+// project directory looks unwritable for it (empty when it looks writable).
+std::string project_write_note(const std::filesystem::path& dir, uid_t uid, gid_t gid);
 
 // The docker CLI's full path (PATH lookup when not absolute), or empty.
 std::string resolve_in_path(const std::string& program);

@@ -25,6 +25,9 @@ constexpr int kGroupFd = 6;
 constexpr int kHostsFd = 7;
 constexpr int kStatusFd = 8;
 
+// Where RunRequest::project_dir appears inside the sandbox.
+constexpr const char* kProjectMount = "/project";
+
 // The root-level system directories a runtime may need. On a merged-/usr system the others are
 // symlinks into /usr and are recreated as symlinks.
 constexpr std::array<const char*, 6> kTopLevel = {"/bin",   "/sbin",  "/lib",
@@ -39,6 +42,11 @@ constexpr std::array<const char*, 5> kEtcFiles = {"/etc/ld.so.cache", "/etc/ld.s
 bool is_dir(const stdfs::path& p) {
   struct stat st {};
   return ::lstat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool is_regular(const stdfs::path& p) {
+  struct stat st {};
+  return ::lstat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
 bool is_symlink(const stdfs::path& p) {
@@ -62,8 +70,9 @@ std::vector<stdfs::path> visible_roots(const Options& options) {
   return out;
 }
 
-std::vector<std::string> bwrap_argv(const Options& options, Language language, uid_t uid,
-                                    gid_t gid) {
+// `project`: the checked real path of RunRequest::project_dir, or empty.
+std::vector<std::string> bwrap_argv(const Options& options, Language language, uid_t uid, gid_t gid,
+                                    const stdfs::path& project) {
   const Limits& l = options.limits;
   const std::string tmpfs_bytes = std::to_string(l.work_dir_mb * 1024 * 1024);
   std::vector<std::string> a = {options.bwrap.string(),
@@ -104,13 +113,24 @@ std::vector<std::string> bwrap_argv(const Options& options, Language language, u
   a.insert(a.end(), {"--size", tmpfs_bytes, "--tmpfs", "/tmp"});
   a.insert(a.end(), {"--size", tmpfs_bytes, "--tmpfs", "/work"});
   a.insert(a.end(), {"--perms", "0644", "--file", std::to_string(kProgramFd),
-                     "/work/" + program_file_name(language), "--chdir", "/work"});
+                     "/work/" + program_file_name(language)});
+  if (project.empty()) {
+    a.insert(a.end(), {"--chdir", "/work"});
+  } else {
+    a.insert(a.end(), {"--bind", project.string(), kProjectMount});
+    // The host's git runs hooks and config from .git (the IDE's git tools, the developer's
+    // shell): a sandboxed run must not be able to plant them there.
+    const stdfs::path git = project / ".git";
+    if (is_dir(git) || is_regular(git)) {
+      a.insert(a.end(), {"--ro-bind", git.string(), std::string(kProjectMount) + "/.git"});
+    }
+    a.insert(a.end(), {"--chdir", kProjectMount});
+  }
   a.insert(a.end(), {"--seccomp", std::to_string(kSeccompFd), "--json-status-fd",
                      std::to_string(kStatusFd), "--remount-ro", "/", "--"});
   const std::string nproc = std::to_string(options.limits.max_processes);
   a.insert(a.end(), {kPrlimit, "--nproc=" + nproc + ":" + nproc, "--"});
-  const std::string interpreter =
-      (language == Language::python ? options.python : options.node).string();
+  const std::string interpreter = interpreter_path(options, language).string();
   for (auto& arg :
        interpreter_argv(options, language, interpreter, "/work/" + program_file_name(language))) {
     a.push_back(std::move(arg));
@@ -164,6 +184,13 @@ class BwrapSandbox final : public Sandbox {
     const bool root = running_as_root();
     const uid_t uid = options_.uid;
     const gid_t gid = options_.gid;
+    const Limits limits = run_limits(options_.limits, request);
+    stdfs::path project;
+    if (!request.project_dir.empty()) {
+      auto checked = check_project_dir(options_, request.project_dir);
+      if (!checked) return checked.error();
+      project = std::move(*checked);
+    }
     auto seccomp = make_memfd("edgecoder-seccomp",
                               std::string_view(reinterpret_cast<const char*>(seccomp_.data()),
                                                seccomp_.size() * sizeof(sock_filter)));
@@ -196,7 +223,7 @@ class BwrapSandbox final : public Sandbox {
 
     ChildSpec spec;
     spec.path = options_.bwrap.string();
-    spec.argv = bwrap_argv(options_, request.language, uid, gid);
+    spec.argv = bwrap_argv(options_, request.language, uid, gid, project);
     spec.env = program_env("/work", "/tmp", run_id);
     spec.stdin_fd = input.valid() ? input.get() : -1;
     spec.extra_fds = {seccomp->get(), program->get(), passwd->get(),
@@ -213,8 +240,8 @@ class BwrapSandbox final : public Sandbox {
     if (cgroup) spec.cgroup_procs = cgroup->procs_path();
 
     Control control;
-    control.timeout = options_.limits.wall_timeout;
-    control.max_output_bytes = options_.limits.max_output_bytes;
+    control.timeout = limits.wall_timeout;
+    control.max_output_bytes = limits.max_output_bytes;
     auto outcome = run_child(spec, control);
     std::optional<RunCgroup::Events> events;
     if (cgroup) events = cgroup->finish();
@@ -234,7 +261,12 @@ class BwrapSandbox final : public Sandbox {
             "bwrap could not set up the sandbox: " + bwrap_messages(outcome->err.text));
       }
     }
-    return make_result(std::move(*outcome), options_.limits, run_id, code, events, true);
+    auto result = make_result(std::move(*outcome), limits, run_id, code, events, true);
+    if (root && !project.empty()) {
+      const std::string note = project_write_note(project, uid, gid);
+      if (!note.empty()) result.error += (result.error.empty() ? "" : "; ") + note;
+    }
+    return result;
   }
 
  private:
@@ -253,10 +285,11 @@ std::string read_sysctl(const char* path) {
 
 }  // namespace bwrap_detail
 
-core::Result<void> check_extra_binds(const Options& options) {
-  using namespace bwrap_detail;
-  // Never exposed, not even partly: binding one of these, a parent of one, or anything inside
-  // one is refused.
+namespace bwrap_detail {
+
+// Never exposed, not even partly: binding one of these, a parent of one, or anything inside one
+// is refused (project directories may lie inside /home and /root, see check_project_dir).
+std::vector<stdfs::path> secret_paths(const Options& options) {
   std::vector<stdfs::path> secret = {"/root",
                                      "/home",
                                      "/etc/shadow",
@@ -271,6 +304,21 @@ core::Result<void> check_extra_binds(const Options& options) {
   if (const char* home = std::getenv("HOME")) {
     if (home[0] == '/' && home[1] != '\0') secret.emplace_back(home);
   }
+  return secret;
+}
+
+// The real path of `p` when it exists, else `p` itself, lexically normal.
+stdfs::path real_or_lexical(const stdfs::path& p) {
+  std::error_code ec;
+  auto real = stdfs::canonical(p, ec);
+  return ec ? p.lexically_normal() : real;
+}
+
+}  // namespace bwrap_detail
+
+core::Result<void> check_extra_binds(const Options& options) {
+  using namespace bwrap_detail;
+  const std::vector<stdfs::path> secret = secret_paths(options);
   for (const auto& bind : options.extra_ro_binds) {
     if (!bind.is_absolute()) {
       return make_error(Errc::invalid_argument,
@@ -288,6 +336,59 @@ core::Result<void> check_extra_binds(const Options& options) {
     }
   }
   return {};
+}
+
+core::Result<std::filesystem::path> check_project_dir(const Options& options,
+                                                      const std::filesystem::path& dir) {
+  using namespace bwrap_detail;
+  if (!dir.is_absolute()) {
+    return make_error(Errc::invalid_argument,
+                      "project directory '" + dir.string() + "' is not an absolute path");
+  }
+  std::error_code ec;
+  const stdfs::path real = stdfs::canonical(dir, ec);
+  if (ec || !stdfs::is_directory(real, ec)) {
+    return make_error(Errc::invalid_argument,
+                      "project directory '" + dir.string() + "' is not an existing directory");
+  }
+  auto refuse = [&](const std::string& why) -> core::Error {
+    return core::Error(Errc::permission_denied, "project_dir_refused",
+                       "project directory '" + dir.string() + "' " + why);
+  };
+  // The directory may lie inside /home or /root (that is where projects live) but may never
+  // be one of these or a parent of one.
+  std::vector<stdfs::path> never_exposed = secret_paths(options);
+  never_exposed.insert(never_exposed.end(), {"/etc", "/usr", "/var", "/boot", "/dev", "/run"});
+  for (const auto& s : never_exposed) {
+    for (const auto& candidate : {s.lexically_normal(), real_or_lexical(s)}) {
+      if (within(candidate, real)) return refuse("would expose " + s.string());
+    }
+  }
+  // ... and never lie inside one of these.
+  std::vector<stdfs::path> never_inside = {
+      "/etc", "/proc", "/sys",  "/dev", "/boot", "/run/credentials", "/var/lib/edgecoder",
+      "/usr", "/bin",  "/sbin", "/lib", "/lib64"};
+  for (const auto& p : options.protected_paths) never_inside.push_back(p);
+  if (const char* creds = std::getenv("CREDENTIALS_DIRECTORY")) never_inside.emplace_back(creds);
+  for (const auto& p : never_inside) {
+    for (const auto& candidate : {p.lexically_normal(), real_or_lexical(p)}) {
+      if (within(real, candidate)) return refuse("lies inside " + p.string());
+    }
+  }
+  return real;
+}
+
+std::string project_write_note(const std::filesystem::path& dir, uid_t uid, gid_t gid) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return {};
+  const bool writable = (st.st_uid == uid && (st.st_mode & S_IWUSR) != 0) ||
+                        (st.st_gid == gid && (st.st_mode & S_IWGRP) != 0) ||
+                        (st.st_mode & S_IWOTH) != 0;
+  if (writable) return {};
+  return "the program ran as uid " + std::to_string(uid) +
+         ", which cannot write to the project directory " + dir.string() + " (owned by uid " +
+         std::to_string(st.st_uid) +
+         "); run the service as the project's owner or set SANDBOX_UID/SANDBOX_GID to it";
 }
 
 void check_bwrap(const Options& options, ProbeReport& report) {

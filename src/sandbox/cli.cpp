@@ -25,8 +25,9 @@ int run_sandbox_verb(const core::Config& config, const std::string& language,
                      const std::string& file) {
   using namespace cli_detail;
   if (language.empty() || file.empty()) {
-    std::fprintf(stderr,
-                 "usage: edgecoder sandbox run --language python|javascript FILE (- = stdin)\n");
+    std::fprintf(
+        stderr,
+        "usage: edgecoder sandbox run --language python|javascript|shell FILE (- = stdin)\n");
     return kUsage;
   }
   auto lang = parse_language(language);

@@ -77,19 +77,32 @@ class DockerSandbox final : public Sandbox {
   core::Result<RunResult> run(const RunRequest& request) const override {
     const std::string run_id = random_id();
     const std::string name = "edgecoder-sbx-" + run_id;
+    const Limits limits = run_limits(options_.limits, request);
+    std::filesystem::path project;
+    if (!request.project_dir.empty()) {
+      auto checked = check_project_dir(options_, request.project_dir);
+      if (!checked) return checked.error();
+      project = std::move(*checked);
+      // docker's --volume syntax separates fields with ':'.
+      if (project.string().find(':') != std::string::npos) {
+        return make_error(Errc::invalid_argument, "project directory '" + project.string() +
+                                                      "' contains ':', which docker --volume "
+                                                      "cannot express");
+      }
+    }
     // The program first, then its input, on one stream.
     auto input = make_memfd("edgecoder-stdin", request.code + request.input);
     if (!input) return input.error();
 
     ChildSpec spec;
     spec.path = docker_;
-    spec.argv = run_argv(request, name, run_id);
+    spec.argv = run_argv(request, name, run_id, limits, project);
     spec.env = cli_env();
     spec.stdin_fd = input->get();
     spec.no_new_privs = false;
     Control control;
-    control.timeout = options_.limits.wall_timeout;
-    control.max_output_bytes = options_.limits.max_output_bytes;
+    control.timeout = limits.wall_timeout;
+    control.max_output_bytes = limits.max_output_bytes;
     control.on_timeout = [this, &name] {
       const auto kill = run_cli(docker_, {"kill", name}, std::chrono::seconds(10));
       const auto rm = run_cli(docker_, {"rm", "-f", name}, std::chrono::seconds(10));
@@ -114,12 +127,18 @@ class DockerSandbox final : public Sandbox {
       return core::Error(Errc::unavailable, "sandbox_unavailable",
                          "docker run failed: " + trim(outcome->err.text.substr(0, 600)));
     }
-    return make_result(std::move(*outcome), options_.limits, run_id, code, std::nullopt, true);
+    auto result = make_result(std::move(*outcome), limits, run_id, code, std::nullopt, true);
+    if (running_as_root() && !project.empty()) {
+      const std::string note = project_write_note(project, options_.uid, options_.gid);
+      if (!note.empty()) result.error += (result.error.empty() ? "" : "; ") + note;
+    }
+    return result;
   }
 
+  // `project`: the checked real path of RunRequest::project_dir, or empty.
   std::vector<std::string> run_argv(const RunRequest& request, const std::string& name,
-                                    const std::string& run_id) const {
-    const Limits& l = options_.limits;
+                                    const std::string& run_id, const Limits& l,
+                                    const std::filesystem::path& project) const {
     const std::string mem = std::to_string(l.memory_mb) + "m";
     const std::string tmpfs_opts =
         "rw,nosuid,nodev,size=" + std::to_string(l.work_dir_mb) + "m,mode=1777";
@@ -154,20 +173,32 @@ class DockerSandbox final : public Sandbox {
         "--tmpfs",
         "/tmp:" + tmpfs_opts,
         "--workdir",
-        "/work",
+        project.empty() ? "/work" : "/project",
         "--log-driver=none",
         "--init",
     };
+    if (!project.empty()) {
+      a.insert(a.end(), {"--volume", project.string() + ":/project"});
+      // As with bwrap: the host's git must not run hooks or config a run planted.
+      std::error_code ec;
+      const auto git = project / ".git";
+      if (!std::filesystem::is_symlink(git, ec) && std::filesystem::exists(git, ec)) {
+        a.insert(a.end(), {"--volume", git.string() + ":/project/.git:ro"});
+      }
+    }
     for (const auto& kv : program_env("/work", "/tmp", run_id)) {
       if (kv.rfind("PATH=", 0) == 0) continue;  // keep the image's PATH
       a.insert(a.end(), {"--env", kv});
     }
-    const bool python = request.language == Language::python;
+    const bool node = request.language == Language::javascript;
     const std::string script = "/work/" + program_file_name(request.language);
-    // The image's interpreter, by name: the host paths mean nothing inside the image.
+    // The image's interpreter, by name: the host paths mean nothing inside the image. Shell
+    // commands run in the Python image (any image has /bin/sh).
+    const char* interpreter = request.language == Language::python       ? "python3"
+                              : request.language == Language::javascript ? "node"
+                                                                         : "/bin/sh";
     std::string run;
-    for (const auto& arg :
-         interpreter_argv(options_, request.language, python ? "python3" : "node", script)) {
+    for (const auto& arg : interpreter_argv(options_, request.language, interpreter, script)) {
       run += (run.empty() ? "" : " ") + arg;
     }
     // cat reads everything; with input following the program, read exactly the program.
@@ -176,7 +207,7 @@ class DockerSandbox final : public Sandbox {
                                  : "dd bs=1 count=" + std::to_string(request.code.size()) +
                                        " of=" + script + " 2>/dev/null";
     a.insert(a.end(), {"--entrypoint", "/bin/sh",
-                       python ? options_.docker_python_image : options_.docker_node_image, "-c",
+                       node ? options_.docker_node_image : options_.docker_python_image, "-c",
                        copy + " && exec " + run});
     return a;
   }

@@ -109,6 +109,13 @@ class HostSandbox final : public Sandbox {
     if (!confined && request.require_isolation) return isolation_required_error();
     const std::string run_id = random_id();
     const bool switch_user = confined && running_as_root();
+    const Limits limits = run_limits(options_.limits, request);
+    stdfs::path project;
+    if (!request.project_dir.empty()) {
+      auto checked = check_project_dir(options_, request.project_dir);
+      if (!checked) return checked.error();
+      project = std::move(*checked);
+    }
     auto work = WorkDir::create(options_, switch_user, request.language, request.code);
     if (!work) return work.error();
     Fd input;
@@ -126,14 +133,13 @@ class HostSandbox final : public Sandbox {
       cgroup.emplace(std::move(*cg));
     }
 
-    const std::string interpreter =
-        (request.language == Language::python ? options_.python : options_.node).string();
+    const std::string interpreter = interpreter_path(options_, request.language).string();
     ChildSpec spec;
     spec.path = interpreter;
     spec.argv = interpreter_argv(options_, request.language, interpreter, work->program());
     spec.env = program_env(work->path(), (work->path() / "tmp").string(), run_id);
     spec.stdin_fd = input.valid() ? input.get() : -1;
-    spec.chdir = work->path();
+    spec.chdir = project.empty() ? work->path().string() : project.string();
     spec.supervise = true;
     if (confined) {
       if (switch_user) spec.switch_user = {{options_.uid, options_.gid}};
@@ -145,8 +151,8 @@ class HostSandbox final : public Sandbox {
     }
 
     Control control;
-    control.timeout = options_.limits.wall_timeout;
-    control.max_output_bytes = options_.limits.max_output_bytes;
+    control.timeout = limits.wall_timeout;
+    control.max_output_bytes = limits.max_output_bytes;
     auto outcome = run_child(spec, control);
     std::optional<RunCgroup::Events> events;
     if (cgroup) events = cgroup->finish();
@@ -155,7 +161,12 @@ class HostSandbox final : public Sandbox {
       return core::Error(Errc::unavailable, "sandbox_unavailable",
                          "cannot start " + interpreter + ": " + outcome->setup_error);
     }
-    return make_result(std::move(*outcome), options_.limits, run_id, std::nullopt, events, false);
+    auto result = make_result(std::move(*outcome), limits, run_id, std::nullopt, events, false);
+    if (switch_user && !project.empty()) {
+      const std::string note = project_write_note(project, options_.uid, options_.gid);
+      if (!note.empty()) result.error += (result.error.empty() ? "" : "; ") + note;
+    }
+    return result;
   }
 
  private:

@@ -136,15 +136,24 @@ core::Result<Mode> parse_mode(std::string_view name) {
 }
 
 std::string_view language_name(Language language) {
-  return language == Language::python ? "python" : "javascript";
+  switch (language) {
+    case Language::python:
+      return "python";
+    case Language::javascript:
+      return "javascript";
+    case Language::shell:
+      return "shell";
+  }
+  return "unknown";
 }
 
 core::Result<Language> parse_language(std::string_view name) {
   if (name == "python" || name == "python3" || name == "py") return Language::python;
   if (name == "javascript" || name == "js" || name == "node") return Language::javascript;
+  if (name == "shell" || name == "sh") return Language::shell;
   return core::make_error(
       core::Errc::invalid_argument,
-      "language: expected python or javascript, got '" + std::string(name) + "'");
+      "language: expected python, javascript or shell, got '" + std::string(name) + "'");
 }
 
 core::Result<Options> options_from_settings(const core::Settings& settings,
@@ -360,7 +369,35 @@ core::Result<std::unique_ptr<Sandbox>> make_sandbox(const Options& options,
 namespace detail {
 
 std::string program_file_name(Language language) {
-  return language == Language::python ? "main.py" : "main.js";
+  switch (language) {
+    case Language::python:
+      return "main.py";
+    case Language::javascript:
+      return "main.js";
+    case Language::shell:
+      return "main.sh";
+  }
+  return "main";
+}
+
+const std::filesystem::path& interpreter_path(const Options& options, Language language) {
+  switch (language) {
+    case Language::python:
+      return options.python;
+    case Language::javascript:
+      return options.node;
+    case Language::shell:
+      return options.shell;
+  }
+  return options.python;
+}
+
+Limits run_limits(const Limits& limits, const RunRequest& request) {
+  Limits out = limits;
+  if (request.wall_timeout && request.wall_timeout->count() > 0) {
+    out.wall_timeout = *request.wall_timeout;
+  }
+  return out;
 }
 
 std::vector<std::string> interpreter_argv(const Options& options, Language language,
@@ -370,6 +407,7 @@ std::vector<std::string> interpreter_argv(const Options& options, Language langu
     // -I: ignore PYTHON* variables and the user site directory; -B: write no .pyc files.
     return {interpreter, "-I", "-B", script};
   }
+  if (language == Language::shell) return {interpreter, script};
   // A JS heap bounded by the memory limit fails with a clear "heap out of memory" before the
   // address-space limit makes V8 abort somewhere less clear.
   return {interpreter, "--max-old-space-size=" + std::to_string(options.limits.memory_mb), script};
@@ -386,7 +424,7 @@ std::vector<std::string> program_env(const std::string& home, const std::string&
 
 std::uint64_t address_space_bytes(const Limits& limits, Language language) {
   std::uint64_t mb = limits.memory_mb;
-  if (language == Language::javascript) mb += limits.node_vm_reserve_mb;
+  if (language != Language::python) mb += limits.node_vm_reserve_mb;
   return mb * sandbox_detail::kMiB;
 }
 

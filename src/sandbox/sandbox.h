@@ -1,5 +1,6 @@
-// The sandbox library: runs one program written by a model (Python 3 or JavaScript/Node) with
-// the isolation chosen by SANDBOX_MODE, and returns its output, exit status and any containment
+// The sandbox library: runs one program written by a model (Python 3 or JavaScript/Node), or a
+// shell command the IDE agent asked for (optionally inside a project directory), with the
+// isolation chosen by SANDBOX_MODE, and returns its output, exit status and any containment
 // event (timeout, truncated output, limits hit). Used by the agent and the IDE provider; the
 // `edgecoder sandbox run` verb runs exactly this code.
 //
@@ -42,12 +43,14 @@
 namespace edgecoder::sandbox {
 
 enum class Mode { bwrap, process, docker, none };
-enum class Language { python, javascript };
+// `shell`: the code is a /bin/sh script (a command line). It is never advertised by probe() and
+// so never taken as tenant work; the IDE's run_shell tool uses it.
+enum class Language { python, javascript, shell };
 
 std::string_view mode_name(Mode mode);
 core::Result<Mode> parse_mode(std::string_view name);
 std::string_view language_name(Language language);
-// Accepts python/python3/py and javascript/js/node.
+// Accepts python/python3/py, javascript/js/node and shell/sh.
 core::Result<Language> parse_language(std::string_view name);
 
 // Per-run resource limits. Every limit applies to the whole run (the program and every process
@@ -57,7 +60,8 @@ struct Limits {
   int cpu_seconds = 10;                            // RLIMIT_CPU per process (SIGXCPU, then KILL)
   std::uint64_t memory_mb = 512;  // RLIMIT_AS (Python) / JS heap + AS; cgroup memory.max
   // Extra address space (not memory) Node gets on top of memory_mb: V8 reserves ~700 MiB of
-  // virtual address space at start, so RLIMIT_AS = memory_mb + this for JavaScript.
+  // virtual address space at start, so RLIMIT_AS = memory_mb + this for JavaScript (and for
+  // shell commands, which may well start Node).
   std::uint64_t node_vm_reserve_mb = 1024;
   int max_processes = 64;                  // RLIMIT_NPROC (per host uid); cgroup pids.max
   std::uint64_t max_file_mb = 16;          // RLIMIT_FSIZE: largest file the program may write
@@ -72,6 +76,7 @@ struct Options {
   // Interpreters (absolute paths; for bwrap they must lie under a bound system directory).
   std::filesystem::path python = "/usr/bin/python3";
   std::filesystem::path node = "/usr/bin/node";
+  std::filesystem::path shell = "/bin/sh";  // runs Language::shell scripts
   std::filesystem::path bwrap = "/usr/bin/bwrap";
   // The uid/gid programs run as when the caller is root (bwrap, process, docker --user). When
   // the caller is not root, bwrap maps this id inside its user namespace onto the caller's.
@@ -122,6 +127,15 @@ struct RunRequest {
   std::string input;  // given to the program on standard input (empty = /dev/null)
   // True for work done for other people (tenant work): refused by a `none` sandbox.
   bool require_isolation = true;
+  // A host directory (empty = none) the program sees read-write and starts in: bwrap binds it
+  // at /project (its .git, when there is one, read-only: a run must not plant git hooks or
+  // config that the host's git would later execute), docker mounts it at /project, process and
+  // none chdir into it. Refused (permission_denied) when it is, contains or lies inside a
+  // protected or system location (docs/sandbox.md). As root the program runs as Options::uid,
+  // which can write only where that uid may; RunResult::error then says so.
+  std::filesystem::path project_dir;
+  // Overrides Limits::wall_timeout for this run (unset = the sandbox's limit).
+  std::optional<std::chrono::milliseconds> wall_timeout;
 };
 
 struct RunResult {

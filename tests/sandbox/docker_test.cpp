@@ -203,6 +203,32 @@ TEST_F(DockerMode, CommandLineCarriesEveryLimit) {
   EXPECT_EQ(a.back(), "cat > /work/main.py && exec python3 -I -B /work/main.py");
 }
 
+TEST_F(DockerMode, ShellCommandsMountTheProjectWithGitReadOnly) {
+  TempDir project;
+  stdfs::create_directories(project.path() / ".git");
+  auto sb = sandbox();
+  ASSERT_TRUE(sb);
+  RunRequest request;
+  request.language = Language::shell;
+  request.code = "ls";
+  request.require_isolation = false;
+  request.project_dir = project.path();
+  auto r = sb->run(request);
+  ASSERT_TRUE(r) << r.error().detail;
+  const auto a = calls_of("run").back();
+  const std::string real = stdfs::canonical(project.path()).string();
+  EXPECT_EQ(values_of(a, "--volume"),
+            (std::vector<std::string>{real + ":/project", real + "/.git:/project/.git:ro"}));
+  EXPECT_EQ(values_of(a, "--workdir"), (std::vector<std::string>{"/project"}));
+  EXPECT_TRUE(has(a, options_.docker_python_image));
+  EXPECT_EQ(a.back(), "cat > /work/main.sh && exec /bin/sh /work/main.sh");
+
+  request.project_dir = "/etc";
+  auto refused = sb->run(request);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, core::Errc::permission_denied);
+}
+
 TEST_F(DockerMode, JavaScriptGetsItsImageAndHeapLimit) {
   auto sb = sandbox();
   ASSERT_TRUE(sb);

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -136,6 +137,11 @@ TEST(SandboxNames, ModesAndLanguagesRoundTrip) {
   EXPECT_EQ(*parse_language("python"), Language::python);
   EXPECT_EQ(*parse_language("js"), Language::javascript);
   EXPECT_EQ(*parse_language("javascript"), Language::javascript);
+  EXPECT_EQ(*parse_language("shell"), Language::shell);
+  EXPECT_EQ(*parse_language("sh"), Language::shell);
+  for (Language l : {Language::python, Language::javascript, Language::shell}) {
+    EXPECT_EQ(*parse_language(language_name(l)), l);
+  }
   EXPECT_FALSE(parse_language("ruby"));
 }
 
@@ -458,6 +464,157 @@ TEST(SandboxVerb, ProcessModeWarnsLoudly) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "hi\n");
   EXPECT_NE(r.err.find("WEAK isolation"), std::string::npos) << r.err;
+}
+
+// A project directory the sandbox uid may write to (as root bwrap runs as Options::uid; the
+// temp directory above it is made traversable).
+stdfs::path make_project_dir(const TempDir& base, const Options& options) {
+  const stdfs::path project = base.path() / "project";
+  stdfs::create_directories(project);
+  if (::geteuid() == 0) {
+    ::chmod(base.path().c_str(), 0755);
+    EXPECT_EQ(::chown(project.c_str(), options.uid, options.gid), 0);
+  }
+  return project;
+}
+
+TEST(ProjectDir, BwrapShellCommandWorksInTheProjectAndSeesNothingElse) {
+  TempDir base;
+  TempDir data;
+  std::ofstream(data.path() / "agent-key") << "data-secret";
+  Options options = test_options(Mode::bwrap);
+  options.protected_paths = {data.path()};
+  const stdfs::path project = make_project_dir(base, options);
+  std::ofstream(project / "input.txt") << "hello from the host\n";
+  auto sb = make_test_sandbox(options);
+  ASSERT_TRUE(sb);
+  RunRequest request;
+  request.language = Language::shell;
+  request.project_dir = project;
+  request.code = "pwd; cat input.txt; echo made-inside > created.txt; ls /home 2>&1; ls " +
+                 data.path().string() + " 2>&1; cat " + (data.path() / "agent-key").string() +
+                 " 2>&1; echo to-stderr >&2; exit 3";
+  auto r = sb->run(request);
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->exit_code, 3) << r->stderr_text << r->error;
+  EXPECT_FALSE(r->timed_out);
+  EXPECT_NE(r->stdout_text.find("/project\nhello from the host\n"), std::string::npos)
+      << r->stdout_text;
+  EXPECT_EQ(r->stderr_text, "to-stderr\n");
+  EXPECT_NE(r->stdout_text.find("/home': No such file or directory"), std::string::npos)
+      << r->stdout_text;
+  EXPECT_EQ(r->stdout_text.find("data-secret"), std::string::npos) << r->stdout_text;
+  EXPECT_EQ(r->stdout_text.find("agent-key\n"), std::string::npos) << r->stdout_text;
+  std::ifstream created(project / "created.txt");
+  std::string line;
+  ASSERT_TRUE(std::getline(created, line)) << "the file written in /project is not on the host";
+  EXPECT_EQ(line, "made-inside");
+
+  // The timeout of one request overrides the sandbox's; the whole tree is killed.
+  RunRequest slow = request;
+  slow.code = "sleep 30 & sleep 30; echo never";
+  slow.wall_timeout = std::chrono::milliseconds(1000);
+  auto t = sb->run(slow);
+  ASSERT_TRUE(t) << t.error().detail;
+  EXPECT_TRUE(t->timed_out);
+  EXPECT_EQ(t->exit_code, 137);
+  EXPECT_LT(t->duration_ms, 10'000);
+  EXPECT_NE(t->error.find("1000 ms"), std::string::npos) << t->error;
+}
+
+TEST(ProjectDir, GitDirectoryIsReadOnlyInsideBwrap) {
+  TempDir base;
+  Options options = test_options(Mode::bwrap);
+  const stdfs::path project = make_project_dir(base, options);
+  stdfs::create_directories(project / ".git");
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chown((project / ".git").c_str(), options.uid, options.gid), 0);
+  }
+  auto sb = make_test_sandbox(options);
+  ASSERT_TRUE(sb);
+  RunRequest request;
+  request.language = Language::shell;
+  request.project_dir = project;
+  request.code = "echo x > .git/config && echo wrote-git; echo y > ok.txt && echo wrote-ok";
+  auto r = sb->run(request);
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->stdout_text, "wrote-ok\n") << r->stderr_text;
+  EXPECT_NE(r->stderr_text.find("Read-only file system"), std::string::npos) << r->stderr_text;
+  EXPECT_FALSE(stdfs::exists(project / ".git" / "config"));
+}
+
+TEST(ProjectDir, ProtectedAndSystemDirectoriesAreRefused) {
+  TempDir data;
+  stdfs::create_directories(data.path() / "inner");
+  TempDir base;
+  Options options = test_options(Mode::bwrap);
+  options.protected_paths = {data.path()};
+  auto sb = make_test_sandbox(options);
+  ASSERT_TRUE(sb);
+  const stdfs::path link = base.path() / "link-to-data";
+  stdfs::create_directory_symlink(data.path(), link);
+  for (const stdfs::path& dir :
+       {data.path(), data.path() / "inner", data.path().parent_path(), stdfs::path("/"),
+        stdfs::path("/etc"), stdfs::path("/home"), stdfs::path("/proc/self"), link}) {
+    RunRequest request;
+    request.language = Language::shell;
+    request.code = "echo ran";
+    request.project_dir = dir;
+    auto r = sb->run(request);
+    ASSERT_FALSE(r) << dir << " was accepted: " << r->stdout_text;
+    EXPECT_EQ(r.error().code, core::Errc::permission_denied) << dir << ": " << r.error().detail;
+  }
+  RunRequest missing;
+  missing.language = Language::shell;
+  missing.code = "echo ran";
+  missing.project_dir = base.path() / "does-not-exist";
+  auto r = sb->run(missing);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, core::Errc::invalid_argument);
+  // The other modes check the same way.
+  auto none = make_test_sandbox(test_options(Mode::none));
+  ASSERT_TRUE(none);
+  RunRequest host;
+  host.language = Language::shell;
+  host.code = "echo ran";
+  host.require_isolation = false;
+  host.project_dir = "/etc";
+  EXPECT_FALSE(none->run(host));
+}
+
+TEST(ProjectDir, ProcessModeAsRootSaysWhenTheProjectIsNotWritable) {
+  if (::geteuid() != 0) GTEST_SKIP() << "only root switches to the sandbox uid";
+  TempDir base;
+  ::chmod(base.path().c_str(), 0755);  // readable, not writable, for the sandbox uid
+  auto sb = make_test_sandbox(test_options(Mode::process));
+  ASSERT_TRUE(sb);
+  RunRequest request;
+  request.language = Language::shell;
+  request.code = "pwd; echo x > made.txt";
+  request.project_dir = base.path();
+  auto r = sb->run(request);
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->stdout_text, stdfs::canonical(base.path()).string() + "\n");
+  EXPECT_NE(r->exit_code, 0);
+  EXPECT_NE(r->error.find("cannot write to the project directory"), std::string::npos) << r->error;
+  EXPECT_FALSE(stdfs::exists(base.path() / "made.txt"));
+}
+
+TEST(ProjectDir, NoneModeRunsTheCommandInTheProject) {
+  TempDir base;
+  std::ofstream(base.path() / "marker") << "m";
+  auto none = make_test_sandbox(test_options(Mode::none));
+  ASSERT_TRUE(none);
+  RunRequest request;
+  request.language = Language::shell;
+  request.code = "cat marker; echo out > made.txt";
+  request.require_isolation = false;
+  request.project_dir = base.path();
+  auto r = none->run(request);
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->exit_code, 0) << r->stderr_text;
+  EXPECT_EQ(r->stdout_text, "m");
+  EXPECT_TRUE(stdfs::exists(base.path() / "made.txt"));
 }
 
 }  // namespace
