@@ -1,18 +1,22 @@
-// Latency the inference service's /chat relay adds over calling the model server directly.
+// Latency a relay adds over calling the model server directly: the inference service's /chat
+// (--relay inference, SSE {"content"}) or the IDE provider's OpenAI /v1/chat/completions
+// (--relay ide, SSE chat.completion.chunk).
 //
 // A fake Ollama server (tests/model/fake_model_server.cpp) streams N tokens per request, one
 // every --interval-ms, each token being its own send time (steady_clock ns, same process). The
 // client opens S concurrent streams either directly to the fake (POST /api/chat, NDJSON) or
 // through the relay (POST /chat on an in-process inference service, SSE), and records:
 //   TTFT       request start -> first token received (one sample per stream);
-//   per token  token received - token sent by the fake, for every token after the first.
+//   per token  token received - token sent by the fake, for every token after the first;
+//   total      request start -> end of the stream (one sample per stream).
 // The added latency is relay minus direct, per percentile. Each run warms both paths up once
 // (the relay keeps its model-server connections alive, as in production), then measures; the
 // summary is the median over runs of each figure.
 //
 // Threads: fake server 1, relay (server + its model client) 1, bench client 1.
 //
-//   inference_bench [--runs 3] [--streams 1,50] [--tokens 64] [--interval-ms 10]
+//   inference_bench [--relay inference|ide] [--runs 3] [--streams 1,50] [--tokens 64]
+//                   [--interval-ms 10]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -33,6 +37,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "ide/service.h"
 #include "inference/service.h"
 #include "model/fake_model_server.h"
 #include "net/client.h"
@@ -50,7 +55,10 @@ using nlohmann::json;
 constexpr const char* kToken = "bench-token";
 constexpr const char* kModel = "qwen2.5-coder:7b";
 
+enum class Relay { inference, ide };
+
 struct BenchArgs {
+  Relay relay = Relay::inference;
   int runs = 3;
   std::vector<int> streams = {1, 50};
   int tokens = 64;
@@ -60,6 +68,7 @@ struct BenchArgs {
 struct Samples {
   std::vector<double> ttft_us;
   std::vector<double> token_us;
+  std::vector<double> total_us;
   int failed = 0;
 };
 
@@ -78,13 +87,16 @@ double percentile(std::vector<double> v, double p) {
 double median(std::vector<double> v) { return percentile(std::move(v), 0.5); }
 
 // One stream: records TTFT and per-token latencies into `out` (single client thread).
-asio::awaitable<void> bench_stream(net::HttpClient* client, std::string url, bool relay,
+asio::awaitable<void> bench_stream(net::HttpClient* client, std::string url, bool relay, Relay kind,
                                    Samples* out) {
   net::ClientRequest request;
   request.method = "POST";
   request.url = std::move(url);
   request.headers = {{"Content-Type", "application/json"}};
-  if (relay) request.headers.emplace_back("x-inference-token", kToken);
+  if (relay && kind == Relay::inference) request.headers.emplace_back("x-inference-token", kToken);
+  if (relay && kind == Relay::ide) {
+    request.headers.emplace_back("Authorization", std::string("Bearer ") + kToken);
+  }
   const json body = {{"model", kModel},
                      {"messages", {{{"role", "user"}, {"content", "count"}}}},
                      {"stream", true}};
@@ -114,7 +126,13 @@ asio::awaitable<void> bench_stream(net::HttpClient* client, std::string url, boo
       if (!events) break;
       for (const auto& e : *events) {
         if (e.data == "[DONE]" || e.event != "message") continue;
-        contents.push_back(json::parse(e.data)["content"].get<std::string>());
+        const auto j = json::parse(e.data);
+        if (kind == Relay::inference) {
+          contents.push_back(j["content"].get<std::string>());
+        } else if (!j["choices"].empty()) {
+          const std::string c = j["choices"][0]["delta"].value("content", "");
+          if (!c.empty()) contents.push_back(c);
+        }
       }
     } else {
       auto lines = ndjson.feed(**piece);
@@ -136,10 +154,12 @@ asio::awaitable<void> bench_stream(net::HttpClient* client, std::string url, boo
       out->token_us.push_back(static_cast<double>(arrived - sent) / 1000.0);
     }
   }
+  out->total_us.push_back(
+      std::chrono::duration<double, std::micro>(Clock::now() - started).count());
 }
 
 // Runs `streams` concurrent streams on a fresh client and io_context; returns their samples.
-Samples run_round(const std::string& url, bool relay, int streams) {
+Samples run_round(const std::string& url, bool relay, Relay kind, int streams) {
   asio::io_context io;
   Samples samples;
   {
@@ -147,7 +167,7 @@ Samples run_round(const std::string& url, bool relay, int streams) {
     options.max_idle_per_host = static_cast<std::size_t>(streams);
     net::HttpClient client(io.get_executor(), options);
     for (int i = 0; i < streams; ++i) {
-      asio::co_spawn(io, bench_stream(&client, url, relay, &samples), asio::detached);
+      asio::co_spawn(io, bench_stream(&client, url, relay, kind, &samples), asio::detached);
     }
     io.run();
   }
@@ -158,26 +178,44 @@ struct RelayNode {
   core::metrics::Registry registry;
   asio::io_context io;
   std::shared_ptr<inference::InferenceService> service;
+  std::shared_ptr<ide::IdeService> ide_service;
   std::unique_ptr<net::HttpServer> server;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::thread thread;
   std::uint16_t port = 0;
 
-  explicit RelayNode(const std::string& model_url) {
-    inference::ServiceOptions options;
-    options.auth_token = kToken;
-    options.provider.kind = model::ProviderKind::ollama;
-    options.provider.base_url = model_url;
-    options.provider.model = kModel;
-    options.provider.coordinator_model = kModel;
-    auto created = inference::InferenceService::create(options, io.get_executor(), registry);
-    if (!created) {
-      std::fprintf(stderr, "relay: %s\n", created.error().detail.c_str());
-      std::exit(1);
-    }
-    service = *created;
+  RelayNode(const std::string& model_url, Relay kind) {
+    model::ProviderConfig provider;
+    provider.kind = model::ProviderKind::ollama;
+    provider.base_url = model_url;
+    provider.model = kModel;
+    provider.coordinator_model = kModel;
     net::Router router;
-    service->add_routes(router);
+    if (kind == Relay::inference) {
+      inference::ServiceOptions options;
+      options.auth_token = kToken;
+      options.provider = provider;
+      auto created = inference::InferenceService::create(options, io.get_executor(), registry);
+      if (!created) {
+        std::fprintf(stderr, "relay: %s\n", created.error().detail.c_str());
+        std::exit(1);
+      }
+      service = *created;
+      service->add_routes(router);
+    } else {
+      ide::IdeOptions options;
+      options.api_key = kToken;
+      options.provider = provider;
+      options.route_order = {ide::Route::local};
+      options.sandbox.reset();
+      auto created = ide::IdeService::create(options, io.get_executor(), registry);
+      if (!created) {
+        std::fprintf(stderr, "relay: %s\n", created.error().detail.c_str());
+        std::exit(1);
+      }
+      ide_service = *created;
+      ide_service->add_routes(router);
+    }
     net::StandardRoutes standard;
     standard.service = "inference";
     standard.metrics = &registry;
@@ -196,7 +234,8 @@ struct RelayNode {
     thread = std::thread([this] { io.run(); });
   }
   ~RelayNode() {
-    service->stop();
+    if (service) service->stop();
+    if (ide_service) ide_service->stop();
     server->shutdown();
     work.reset();
     io.stop();
@@ -207,6 +246,7 @@ struct RelayNode {
 struct Figures {
   double direct_ttft_p50, direct_ttft_p99, relay_ttft_p50, relay_ttft_p99;
   double direct_tok_p50, direct_tok_p99, relay_tok_p50, relay_tok_p99;
+  double direct_total_p50, direct_total_p99, relay_total_p50, relay_total_p99;
   int failed;
 };
 
@@ -216,17 +256,20 @@ Figures bench_once(const BenchArgs& args, int streams) {
   behaviour.token_interval = std::chrono::milliseconds(args.interval_ms);
   behaviour.embed_send_time = true;
   testing::FakeModelServer fake(testing::FakeModelServer::Flavor::ollama, behaviour);
-  RelayNode relay(fake.base_url());
+  RelayNode relay(fake.base_url(), args.relay);
   const std::string direct_url = fake.base_url() + "/api/chat";
-  const std::string relay_url = "http://127.0.0.1:" + std::to_string(relay.port) + "/chat";
-  run_round(direct_url, false, streams);  // warm-up
-  run_round(relay_url, true, streams);
-  const Samples direct = run_round(direct_url, false, streams);
-  const Samples relayed = run_round(relay_url, true, streams);
+  const std::string relay_url = "http://127.0.0.1:" + std::to_string(relay.port) +
+                                (args.relay == Relay::inference ? "/chat" : "/v1/chat/completions");
+  run_round(direct_url, false, args.relay, streams);  // warm-up
+  run_round(relay_url, true, args.relay, streams);
+  const Samples direct = run_round(direct_url, false, args.relay, streams);
+  const Samples relayed = run_round(relay_url, true, args.relay, streams);
   return Figures{percentile(direct.ttft_us, 0.5),   percentile(direct.ttft_us, 0.99),
                  percentile(relayed.ttft_us, 0.5),  percentile(relayed.ttft_us, 0.99),
                  percentile(direct.token_us, 0.5),  percentile(direct.token_us, 0.99),
                  percentile(relayed.token_us, 0.5), percentile(relayed.token_us, 0.99),
+                 percentile(direct.total_us, 0.5),  percentile(direct.total_us, 0.99),
+                 percentile(relayed.total_us, 0.5), percentile(relayed.total_us, 0.99),
                  direct.failed + relayed.failed};
 }
 
@@ -245,7 +288,13 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const std::string value = argv[i + 1];
-    if (flag == "--runs") {
+    if (flag == "--relay") {
+      if (value != "inference" && value != "ide") {
+        std::fprintf(stderr, "--relay: inference or ide\n");
+        return 2;
+      }
+      args.relay = value == "ide" ? Relay::ide : Relay::inference;
+    } else if (flag == "--runs") {
       args.runs = std::stoi(value);
     } else if (flag == "--streams") {
       args.streams = parse_list(value);
@@ -292,6 +341,13 @@ int main(int argc, char** argv) {
         med(&Figures::relay_tok_p50), med(&Figures::relay_tok_p99),
         med(&Figures::relay_tok_p50) - med(&Figures::direct_tok_p50),
         med(&Figures::relay_tok_p99) - med(&Figures::direct_tok_p99));
+    std::printf(
+        "streams=%-3d MEDIAN  total: direct p50 %.3f p99 %.3f, relay p50 %.3f p99 %.3f, added "
+        "p50 %.3f p99 %.3f\n",
+        streams, med(&Figures::direct_total_p50), med(&Figures::direct_total_p99),
+        med(&Figures::relay_total_p50), med(&Figures::relay_total_p99),
+        med(&Figures::relay_total_p50) - med(&Figures::direct_total_p50),
+        med(&Figures::relay_total_p99) - med(&Figures::direct_total_p99));
   }
   return 0;
 }

@@ -13,6 +13,17 @@ scripts/deps.sh
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}" CCACHE_MAXSIZE=5G CCACHE_COMPILERCHECK=content
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 
+phase "npm clients (tests/ide/js)"
+# The official openai and ollama npm packages at the versions package-lock.json pins. Debian 12
+# ships npm apart from nodejs (a NodeSource nodejs brings its own).
+if ! command -v npm >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends npm
+fi
+npm ci --prefix tests/ide/js --no-audit --no-fund --loglevel=error
+
 phase format
 git ls-files '*.cpp' '*.h' | xargs -r clang-format --dry-run --Werror
 

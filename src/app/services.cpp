@@ -1,6 +1,7 @@
 #include "app/services.h"
 
 #include "coordinator/coordinator.h"
+#include "ide/service.h"
 #include "inference/service.h"
 
 namespace edgecoder::app {
@@ -21,6 +22,12 @@ core::Result<MountedService> mount_service(core::Service service, const core::Co
     }
     case core::Service::inference: {
       auto mounted = inference::mount(config, io, router, registry);
+      if (!mounted) return mounted.error();
+      return MountedService{std::move(mounted->state), std::move(mounted->ready_check),
+                            std::move(mounted->on_drain)};
+    }
+    case core::Service::ide_provider: {
+      auto mounted = ide::mount(config, io, router, registry);
       if (!mounted) return mounted.error();
       return MountedService{std::move(mounted->state), std::move(mounted->ready_check),
                             std::move(mounted->on_drain)};
