@@ -108,7 +108,7 @@ class IdeChatSession final : public net::StreamBody {
       : self_(std::move(self)),
         history_(std::move(history)),
         model_(std::move(model)),
-        tools_(root, self_->sandbox.get()),
+        tools_(std::make_shared<const ProjectTools>(root, self_->sandbox.get())),
         session_id_(random_hex(16)) {}
 
   asio::awaitable<void> run(net::BodyWriter* out) override {
@@ -239,9 +239,9 @@ class IdeChatSession final : public net::StreamBody {
       }
     }
     self_->tool_calls.inc();
-    const ProjectTools* tools = &tools_;
-    auto run =
-        run_blocking(self_->blocking, [tools, tool, args] { return tools->run(tool, args); });
+    // The tool keeps its own reference: a stopping server may drop this session while it runs.
+    auto run = run_blocking(self_->blocking,
+                            [tools = tools_, tool, args] { return tools->run(tool, args); });
     ToolResult result = co_await std::move(run);
     std::string record;
     if (result.shell) {
@@ -313,7 +313,7 @@ class IdeChatSession final : public net::StreamBody {
   const ImplPtr self_;
   std::vector<model::Message> history_;
   const std::string model_;
-  const ProjectTools tools_;
+  const std::shared_ptr<const ProjectTools> tools_;
   const std::string session_id_;
   net::BodyWriter* out_ = nullptr;
   asio::any_io_executor executor_;

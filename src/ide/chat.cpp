@@ -333,15 +333,15 @@ core::Result<void> parse_sampling(const json& j, model::Sampling& s, bool ollama
     }
     s.temperature = t->get<double>();
   }
-  for (const char* key :
-       ollama ? std::initializer_list<const char*>{"num_predict"}
-              : std::initializer_list<const char*>{"max_completion_tokens", "max_tokens"}) {
+  // The token limit's names: Ollama's, or OpenAI's current and older one.
+  static const std::vector<std::string> kOllamaLimit = {"num_predict"};
+  static const std::vector<std::string> kOpenAiLimit = {"max_completion_tokens", "max_tokens"};
+  for (const std::string& key : ollama ? kOllamaLimit : kOpenAiLimit) {
     auto n = src->find(key);
     if (n == src->end() || n->is_null()) continue;
     if (!n->is_number_integer() || n->get<std::int64_t>() < (ollama ? -2 : 1) ||
         n->get<std::int64_t>() > 1'000'000) {
-      return core::make_error(Errc::invalid_argument,
-                              std::string(key) + ": a positive integer expected");
+      return core::make_error(Errc::invalid_argument, key + ": a positive integer expected");
     }
     if (n->get<std::int64_t>() > 0) s.max_tokens = static_cast<int>(n->get<std::int64_t>());
     break;
