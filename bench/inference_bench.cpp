@@ -8,7 +8,11 @@
 // through the relay (POST /chat on an in-process inference service, SSE), and records:
 //   TTFT       request start -> first token received (one sample per stream);
 //   per token  token received - token sent by the fake, for every token after the first;
-//   total      request start -> end of the stream (one sample per stream).
+//   total      request start -> end of the stream (one sample per stream);
+//   end        last token sent by the fake -> end of the stream seen by the client (one per
+//              stream): what a relay adds to the whole answer, free of the fake's pacing (its
+//              10 ms sleeps wake later when the relay's thread shares the two cores, which
+//              stretches `total` by ~0.1 ms per token on this machine).
 // The added latency is relay minus direct, per percentile. Each run warms both paths up once
 // (the relay keeps its model-server connections alive, as in production), then measures; the
 // summary is the median over runs of each figure.
@@ -69,6 +73,7 @@ struct Samples {
   std::vector<double> ttft_us;
   std::vector<double> token_us;
   std::vector<double> total_us;
+  std::vector<double> end_us;
   int failed = 0;
 };
 
@@ -111,6 +116,7 @@ asio::awaitable<void> bench_stream(net::HttpClient* client, std::string url, boo
   net::NdjsonParser ndjson;
   net::SseParser sse;
   bool first = true;
+  std::int64_t last_sent = 0;
   for (;;) {
     auto read = (*stream)->next();
     auto piece = co_await std::move(read);
@@ -151,11 +157,14 @@ asio::awaitable<void> bench_stream(net::HttpClient* client, std::string url, boo
         continue;
       }
       const std::int64_t sent = std::stoll(c);
+      last_sent = sent;
       out->token_us.push_back(static_cast<double>(arrived - sent) / 1000.0);
     }
   }
   out->total_us.push_back(
       std::chrono::duration<double, std::micro>(Clock::now() - started).count());
+  if (last_sent > 0)
+    out->end_us.push_back(static_cast<double>(bench_now_ns() - last_sent) / 1000.0);
 }
 
 // Runs `streams` concurrent streams on a fresh client and io_context; returns their samples.
@@ -247,6 +256,7 @@ struct Figures {
   double direct_ttft_p50, direct_ttft_p99, relay_ttft_p50, relay_ttft_p99;
   double direct_tok_p50, direct_tok_p99, relay_tok_p50, relay_tok_p99;
   double direct_total_p50, direct_total_p99, relay_total_p50, relay_total_p99;
+  double direct_end_p50, direct_end_p99, relay_end_p50, relay_end_p99;
   int failed;
 };
 
@@ -270,6 +280,8 @@ Figures bench_once(const BenchArgs& args, int streams) {
                  percentile(relayed.token_us, 0.5), percentile(relayed.token_us, 0.99),
                  percentile(direct.total_us, 0.5),  percentile(direct.total_us, 0.99),
                  percentile(relayed.total_us, 0.5), percentile(relayed.total_us, 0.99),
+                 percentile(direct.end_us, 0.5),    percentile(direct.end_us, 0.99),
+                 percentile(relayed.end_us, 0.5),   percentile(relayed.end_us, 0.99),
                  direct.failed + relayed.failed};
 }
 
@@ -348,6 +360,13 @@ int main(int argc, char** argv) {
         med(&Figures::relay_total_p50), med(&Figures::relay_total_p99),
         med(&Figures::relay_total_p50) - med(&Figures::direct_total_p50),
         med(&Figures::relay_total_p99) - med(&Figures::direct_total_p99));
+    std::printf(
+        "streams=%-3d MEDIAN  end after last token: direct p50 %.3f p99 %.3f, relay p50 %.3f p99 "
+        "%.3f, added p50 %.3f p99 %.3f\n",
+        streams, med(&Figures::direct_end_p50), med(&Figures::direct_end_p99),
+        med(&Figures::relay_end_p50), med(&Figures::relay_end_p99),
+        med(&Figures::relay_end_p50) - med(&Figures::direct_end_p50),
+        med(&Figures::relay_end_p99) - med(&Figures::direct_end_p99));
   }
   return 0;
 }
