@@ -199,8 +199,14 @@ class MeshStream final : public model::TokenStream {
       }
       if (!view->holder.empty() && view->holder != holder_) {
         holder_ = view->holder;
+        last_news_ = Clock::now();
         co_return Out(
             std::vector<std::string>{"[edgecoder mesh] running on agent " + holder_ + "\n"});
+      }
+      if (Clock::now() - last_news_ >= self_->options.mesh_progress_interval) {
+        last_news_ = Clock::now();
+        co_return Out(std::vector<std::string>{"[edgecoder mesh] task " + task_id_ + " " +
+                                               view->status + "\n"});
       }
       auto wait = pause(self_->options.mesh_poll);
       co_await std::move(wait);
@@ -216,6 +222,7 @@ class MeshStream final : public model::TokenStream {
   const Clock::time_point deadline_;
   model::StreamStats stats_;
   std::string holder_;
+  Clock::time_point last_news_ = Clock::now();  // the last progress line sent
   bool announced_ = false;
   bool finished_ = false;
 };

@@ -57,6 +57,9 @@ struct IdeOptions {
   std::string mesh_model = "edgecoder/mesh";
   std::string mesh_language = "python";
   std::chrono::milliseconds mesh_poll{250};
+  // With no news from the mesh for this long, a "still running" line goes to the client (it is
+  // also how a client that left is noticed, so that its task gets cancelled).
+  std::chrono::milliseconds mesh_progress_interval{15'000};
   std::chrono::milliseconds mesh_timeout{300'000};
   std::chrono::milliseconds approval_timeout{300'000};
   int max_agent_steps = 20;

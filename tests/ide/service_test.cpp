@@ -235,7 +235,8 @@ class LoopbackServer {
 
 class FakeCoordinator {
  public:
-  FakeCoordinator() {
+  // `finishes`: the task completes at the third poll; otherwise it runs forever.
+  explicit FakeCoordinator(bool finishes = true) : finishes_(finishes) {
     net::Router router;
     router.add_sync("POST", "/tasks", [this](const net::Request& r) {
       if (r.header("x-mesh-token").value_or("") != "mesh-secret") {
@@ -251,12 +252,17 @@ class FakeCoordinator {
       json sub = {{"id", "s1"}, {"state", n < 2 ? "queued" : "leased"}};
       if (n >= 2) sub["holder"] = "agent-7";
       std::string status = n < 2 ? "pending" : "running";
-      if (n >= 3) {
+      if (n >= 3 && finishes_) {
         status = "completed";
         sub["state"] = "completed";
         sub["result"] = {{"ok", true}, {"output", "mesh says 42\n"}};
       }
       return net::Response::json(200, {{"status", status}, {"subtasks", json::array({sub})}});
+    });
+    router.add_sync("POST", "/tasks/:id/cancel", [this](const net::Request& r) {
+      std::lock_guard lock(mu_);
+      cancelled_.push_back(r.param("id"));
+      return net::Response::json(200, {{"ok", true}});
     });
     server_.start(std::move(router));
   }
@@ -265,9 +271,15 @@ class FakeCoordinator {
     std::lock_guard lock(mu_);
     return submitted_;
   }
+  std::vector<std::string> cancelled() {
+    std::lock_guard lock(mu_);
+    return cancelled_;
+  }
 
  private:
+  const bool finishes_;
   std::mutex mu_;
+  std::vector<std::string> cancelled_;
   std::vector<json> submitted_;
   std::atomic<int> polls_{0};
   LoopbackServer server_;  // last: stops before the state its handlers use goes
@@ -293,6 +305,30 @@ TEST_F(IdeService, ModelOnlyTheMeshHasBecomesACoordinatorTask) {
   auto status = json_of(call("GET", "/status"));
   EXPECT_EQ(status["routes"]["local"].value("fallbacks", 0), 1) << status.dump();
   EXPECT_EQ(status["routes"]["mesh"].value("requests", 0), 1) << status.dump();
+}
+
+TEST_F(IdeService, AClientThatLeavesCancelsItsMeshTask) {
+  FakeCoordinator coordinator(/*finishes=*/false);
+  start(Flavor::ollama, [&](IdeOptions& o) {
+    o.coordinator_url = coordinator.url();
+    o.mesh_token = "mesh-secret";
+    o.mesh_progress_interval = 200ms;
+  });
+  {
+    SseReader sse(port_, "/v1/chat/completions", chat_body(true, "edgecoder/mesh").dump());
+    ASSERT_EQ(sse.status(), 200);
+    auto first = sse.next();
+    ASSERT_TRUE(first.has_value());
+    EXPECT_EQ(first->value("object", ""), "chat.completion.chunk");
+  }  // the client goes away mid-task
+  ASSERT_EQ(coordinator.submitted().size(), 1u);
+  const std::string task = coordinator.submitted()[0].value("taskId", "");
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (coordinator.cancelled().empty() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(coordinator.cancelled().size(), 1u);
+  EXPECT_EQ(coordinator.cancelled()[0], task);
 }
 
 // ---- the agent loop against a scripted Ollama ----
