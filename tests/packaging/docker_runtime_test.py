@@ -167,6 +167,18 @@ def main():
                 pass
         print(node.get("output", "")[-4000:])
         c.equal(node["returncode"], 0, "SIGTERM stops the node cleanly (exit 0)")
+
+        # The image can run what agents generate, in both languages, through the sandbox verb
+        # (process mode: bubblewrap's user namespaces are not available inside this chroot).
+        for language, program in (("python", "print(6*7)"), ("javascript", "console.log(6*7)")):
+            proc = root.sh(f"printf %s {shlex.quote(program)} | edgecoder sandbox run "
+                           f"--language {language} -", check=False, user=user,
+                           env=dict(run_env, SANDBOX_MODE="process", SANDBOX_CGROUP="off"))
+            c.check(proc.returncode == 0 and proc.stdout.strip() == "42",
+                    f"the image runs generated {language} in its sandbox",
+                    f"{proc.returncode} {proc.stdout[-300:]} {proc.stderr[-600:]}")
+        proc = root.sh("git --version", check=False, user=user, env=run_env)
+        c.check(proc.returncode == 0, "the image has git for the IDE provider's tools", proc.stderr)
     c.finish()
 
 
