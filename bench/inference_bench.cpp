@@ -10,9 +10,9 @@
 //   per token  token received - token sent by the fake, for every token after the first;
 //   total      request start -> end of the stream (one sample per stream);
 //   end        last token sent by the fake -> end of the stream seen by the client (one per
-//              stream): what a relay adds to the whole answer, free of the fake's pacing (its
-//              10 ms sleeps wake later when the relay's thread shares the two cores, which
-//              stretches `total` by ~0.1 ms per token on this machine).
+//              stream): what a relay adds to the close of the answer.
+// The fake paces its tokens on a fixed schedule from its first token, so a late timer wake-up
+// (three busy threads share two cores here) does not push every later token back.
 // The added latency is relay minus direct, per percentile. Each run warms both paths up once
 // (the relay keeps its model-server connections alive, as in production), then measures; the
 // summary is the median over runs of each figure.

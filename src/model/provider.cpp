@@ -261,6 +261,9 @@ net::ClientOptions model_client_options(const Timeouts& t) {
   options.connect_timeout = t.connect;
   options.first_byte_timeout = t.first_token;
   options.total_timeout = t.total;
+  // Keep a connection per concurrent stream: a burst of chats would otherwise pay a TCP (or TLS)
+  // connect for every stream beyond the default 8.
+  options.max_idle_per_host = 64;
   return options;
 }
 

@@ -70,6 +70,16 @@ asio::awaitable<void> fake_sleep(std::chrono::milliseconds d) {
   co_await std::move(wait);
 }
 
+// Sleeps until `at` (returns at once when it has passed): tokens paced on a fixed schedule, as
+// a model generating at a steady rate, so a late wake-up does not delay every later token.
+asio::awaitable<void> fake_sleep_until(std::chrono::steady_clock::time_point at) {
+  if (at <= std::chrono::steady_clock::now()) co_return;
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer(executor, at);
+  auto wait = timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  co_await std::move(wait);
+}
+
 std::string fake_param_size(const std::string& name) {
   if (name.find(":7b") != std::string::npos) return "7.6B";
   if (name.find("llama3") != std::string::npos) return "8.0B";
@@ -290,9 +300,10 @@ class FakeStream final : public net::StreamBody {
       }
       co_return true;
     }
+    const auto first_at = std::chrono::steady_clock::now();
     for (std::size_t i = 0; i < b_.tokens.size(); ++i) {
       if (i > 0) {
-        auto pause = fake_sleep(b_.token_interval);
+        auto pause = fake_sleep_until(first_at + static_cast<long>(i) * b_.token_interval);
         co_await std::move(pause);
       }
       const std::string token = b_.embed_send_time ? fake_now_ns() : b_.tokens[i];
