@@ -89,9 +89,9 @@ core::Result<IdeOptions> ide_options_from(const core::Config& config) {
   if (o.route_order.empty()) {
     return make_error(Errc::invalid_argument, "IDE_ROUTE_ORDER: name at least one route");
   }
-  o.coordinator_url = split_list(s.get_or("COORDINATOR_URL", ""), ',').empty()
-                          ? ""
-                          : split_list(s.get_or("COORDINATOR_URL", ""), ',').front();
+  // The first of COORDINATOR_URL's comma-separated coordinators.
+  const auto coordinators = split_list(s.get_or("COORDINATOR_URL", ""), ',');
+  o.coordinator_url = coordinators.empty() ? "" : coordinators.front();
   while (!o.coordinator_url.empty() && o.coordinator_url.back() == '/') {
     o.coordinator_url.pop_back();
   }

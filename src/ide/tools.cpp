@@ -25,6 +25,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/fs.h"
+
 namespace edgecoder::ide {
 namespace tools_detail {
 
@@ -110,29 +112,7 @@ bool inside(const stdfs::path& inner, const stdfs::path& outer) {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-class OwnedFd {
- public:
-  explicit OwnedFd(int fd = -1) : fd_(fd) {}
-  ~OwnedFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  OwnedFd(const OwnedFd&) = delete;
-  OwnedFd& operator=(const OwnedFd&) = delete;
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int release() {
-    const int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
+using core::fs::Fd;
 
 // Opens a path that was checked to be symlink-free (a real path): openat2 refuses any symlink
 // on the way, so a symlink swapped in after the check is not followed. Kernels without
@@ -261,7 +241,7 @@ bool in_git_dir(const Target& t, const stdfs::path& root) {
 // Reads a whole regular file opened from a checked real path.
 core::Result<std::string> read_whole(const Target& t, const std::string& shown,
                                      std::size_t max_bytes) {
-  OwnedFd fd(open_real(t.real, O_RDONLY | O_NONBLOCK));
+  Fd fd(open_real(t.real, O_RDONLY | O_NONBLOCK));
   if (!fd.valid()) {
     const int err = errno;
     if (err == ELOOP) {
@@ -333,7 +313,7 @@ core::Result<void> write_whole(const stdfs::path& root, const Target& t, std::st
                                                         ": " + errno_text(errno));
     }
   }
-  OwnedFd dir(open_real(parent, O_RDONLY | O_DIRECTORY));
+  Fd dir(open_real(parent, O_RDONLY | O_DIRECTORY));
   if (!dir.valid()) {
     if (errno == ELOOP) {
       return core::make_error(core::Errc::permission_denied,
@@ -353,7 +333,7 @@ core::Result<void> write_whole(const stdfs::path& root, const Target& t, std::st
                                                  : "Not a regular file: " + shown);
   }
   const std::string tmp = "." + name + temp_suffix();
-  OwnedFd out(
+  Fd out(
       ::openat(dir.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666));
   if (!out.valid()) return core::make_error(core::Errc::internal, errno_text(errno) + ": " + shown);
   auto discard = [&](int err) {
@@ -429,12 +409,12 @@ CommandResult run_command(const std::vector<std::string>& argv, const stdfs::pat
     r.spawn_error = "pipe: " + errno_text(errno);
     return r;
   }
-  OwnedFd out_read(out_pipe[0]), out_write(out_pipe[1]);
+  Fd out_read(out_pipe[0]), out_write(out_pipe[1]);
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
     r.spawn_error = "pipe: " + errno_text(errno);
     return r;
   }
-  OwnedFd err_read(err_pipe[0]), err_write(err_pipe[1]);
+  Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -591,7 +571,7 @@ class ToolRunner {
     auto t = resolve_in_root(root_, path);
     if (!t) return fail(t.error().detail);
     if (!t->exists) return fail("File not found: " + path);
-    OwnedFd fd(open_real(t->real, O_RDONLY | O_NONBLOCK));
+    Fd fd(open_real(t->real, O_RDONLY | O_NONBLOCK));
     if (!fd.valid()) {
       return fail(errno == ELOOP ? "Symlink escapes project root: " + path
                                  : errno_text(errno) + ": " + path);
@@ -662,7 +642,7 @@ class ToolRunner {
     auto t = resolve_in_root(root_, path);
     if (!t) return fail(t.error().detail);
     if (!t->exists) return fail("Directory not found: " + path);
-    OwnedFd fd(open_real(t->real, O_RDONLY | O_DIRECTORY));
+    Fd fd(open_real(t->real, O_RDONLY | O_DIRECTORY));
     if (!fd.valid()) {
       const int err = errno;
       if (err == ENOTDIR) return fail("Not a directory: " + path);

@@ -440,11 +440,6 @@ std::int64_t ms_between(Clock::time_point from, Clock::time_point to) {
 
 }  // namespace spawn_detail
 
-void Fd::reset() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-}
-
 core::Result<Fd> make_memfd(const char* name, std::string_view content) {
   Fd fd(::memfd_create(name, MFD_CLOEXEC));
   if (!fd.valid()) return spawn_detail::errno_error("memfd_create");

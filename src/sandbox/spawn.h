@@ -22,39 +22,12 @@
 #include <utility>
 #include <vector>
 
+#include "core/fs.h"
 #include "core/result.h"
 
 namespace edgecoder::sandbox::detail {
 
-// An owned file descriptor (closed on destruction).
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(Fd&& other) noexcept : fd_(other.release()) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = other.release();
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int release() {
-    const int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void reset();
-
- private:
-  int fd_ = -1;
-};
+using core::fs::Fd;  // an owned file descriptor
 
 // An anonymous in-memory file (close-on-exec) holding `content`, positioned at offset 0.
 core::Result<Fd> make_memfd(const char* name, std::string_view content);
