@@ -8,6 +8,7 @@
 #include <openssl/x509_vfy.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
@@ -16,6 +17,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -29,11 +31,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+
+#include "net/detail_io.h"
 
 namespace edgecoder::net {
 
@@ -265,8 +270,23 @@ class ClientConnection {
   auto handshake() { return tls_->async_handshake(ssl::stream_base::client, kUseTuple); }
 
   asio::awaitable<IoResult> write(http::request<http::string_body>& message) {
-    if (tls_) return http::async_write(*tls_, message, kUseTuple);
-    return http::async_write(*plain_, message, kUseTuple);
+    if (tls_) {
+      auto call = http::async_write(*tls_, message, kUseTuple);
+      co_return co_await std::move(call);
+    }
+    // Plain: the whole request in one send when the socket takes it (it nearly always does);
+    // only a remainder waits, under the stream's timeout.
+    std::ostringstream serialized;
+    serialized << message;
+    const std::string bytes = std::move(serialized).str();
+    const std::array<asio::const_buffer, 1> all = {asio::buffer(bytes)};
+    const auto sent = detail::send_now(plain_->socket().native_handle(), all);
+    if (!sent) co_return IoResult{beast::error_code(errno, beast::system_category()), 0};
+    if (*sent == bytes.size()) co_return IoResult{beast::error_code(), *sent};
+    auto rest = asio::async_write(*plain_, asio::buffer(bytes.data() + *sent, bytes.size() - *sent),
+                                  kUseTuple);
+    auto [ec, n] = co_await std::move(rest);
+    co_return IoResult{ec, *sent + n};
   }
   asio::awaitable<IoResult> read_header(ResponseParser& parser) {
     if (tls_) return http::async_read_header(*tls_, buffer_, parser, kUseTuple);

@@ -53,6 +53,10 @@ class BodyWriter {
   // Sends `data` as one chunk and flushes it. Returns false once the client has gone or the
   // server is stopping; the producer should then return.
   virtual asio::awaitable<bool> write(std::string data) = 0;
+  // Sends `data` as the body's last piece: with the end of the body in the same write where the
+  // transport allows (one send instead of two at the close of every stream). The producer
+  // returns after it.
+  virtual asio::awaitable<bool> write_last(std::string data) { return write(std::move(data)); }
 };
 
 // Produces a streamed response body (SSE, NDJSON). run() returns when the body is complete.
@@ -60,6 +64,10 @@ class StreamBody {
  public:
   virtual ~StreamBody() = default;
   virtual asio::awaitable<void> run(BodyWriter* out) = 0;
+  // True when run() writes before it waits for anything else (the first piece is at hand): the
+  // server then sends the response head with that piece, in one send. Otherwise the head goes out
+  // first, so that a client sees the answer begin while the stream waits.
+  virtual bool writes_at_once() const { return false; }
 };
 
 struct WsMessage {

@@ -18,15 +18,23 @@
 // - 400 (malformed), 413 (body limit) and 431 (head too large) close the connection after the
 //   answer; the close lingers briefly so that the client can read the answer.
 // - Normal responses are serialised by hand into a per-connection buffer (one write, no
-//   per-header allocations); streamed responses use Beast's serializer and chunk encoding.
+//   per-header allocations). Streamed responses are chunked by hand: each piece goes out in one
+//   gather write, tried first as a non-blocking send (only what the socket cannot take yet
+//   waits, under the write timeout); a stream whose first piece is at hand sends the head with
+//   it, and its last piece carries the end of the body.
 #include "net/server.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
@@ -47,6 +55,7 @@
 #include <boost/beast/websocket/ssl.hpp>
 
 #include "core/log.h"
+#include "net/detail_io.h"
 #include "net/detail_tls.h"
 
 namespace edgecoder::net {
@@ -220,13 +229,29 @@ template <class Stream>
 class ServerBodyWriter final : public BodyWriter {
  public:
   ServerBodyWriter(ServerConnection<Stream>* conn, bool chunked) : conn_(conn), chunked_(chunked) {}
-  asio::awaitable<bool> write(std::string data) override;
+  asio::awaitable<bool> write(std::string data) override { return send(std::move(data), false); }
+  asio::awaitable<bool> write_last(std::string data) override {
+    return send(std::move(data), true);
+  }
+  // The response head, sent with the first piece instead of on its own.
+  void hold_head(std::string head) { head_ = std::move(head); }
+  // Sends what the producer left unsent: the held head and the end of a chunked body. Unlike
+  // write(), this goes out while the server is stopping (the client sees a body that ended).
+  asio::awaitable<bool> finish() {
+    if (broken_ || ended_ || !chunked_) co_return !broken_;
+    auto call = send(std::string(), true, true);
+    co_return co_await std::move(call);
+  }
   bool broken() const { return broken_; }
 
  private:
+  asio::awaitable<bool> send(std::string data, bool last, bool stopping_ok = false);
+
   ServerConnection<Stream>* conn_;
   const bool chunked_;  // false for HTTP/1.0 clients: raw bytes, then close
+  std::string head_;    // held response head, empty once sent
   bool broken_ = false;
+  bool ended_ = false;  // the last chunk went out
 };
 
 template <class Stream>
@@ -246,8 +271,11 @@ class ServerConnection final : public ServerConnectionBase {
  public:
   static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
-  ServerConnection(std::shared_ptr<ServerCore> core, Stream stream)
-      : core_(std::move(core)), stream_(std::move(stream)), executor_(stream_.get_executor()) {
+  ServerConnection(std::shared_ptr<ServerCore> core, Stream stream, std::string remote)
+      : core_(std::move(core)),
+        stream_(std::move(stream)),
+        executor_(stream_.get_executor()),
+        remote_(std::move(remote)) {
     core_->active.fetch_add(1);
     if (core_->connections_gauge != nullptr) {
       core_->connections_gauge->add(1);
@@ -315,13 +343,6 @@ class ServerConnection final : public ServerConnectionBase {
 
   asio::awaitable<void> serve() {
     const auto& limits = core_->options.limits;
-    {
-      beast::error_code ec;
-      auto ep = lowest().socket().remote_endpoint(ec);
-      if (!ec) {
-        remote_ = ep.address().to_string();
-      }
-    }
     // Counted from accept: TLS handshake, then the first request head.
     lowest().expires_after(limits.header_timeout);
     if constexpr (kTls) {
@@ -678,9 +699,14 @@ class ServerConnection final : public ServerConnectionBase {
       res.chunked(true);
     }
     res.keep_alive(keep && chunked);
-    http::response_serializer<http::empty_body> sr(res);
-    lowest().expires_after(write_timeout());
-    {
+    ServerBodyWriter<Stream> writer(this, chunked);
+    if (chunked && resp.stream->writes_at_once()) {
+      std::ostringstream head;
+      head << res.base();
+      writer.hold_head(std::move(head).str());
+    } else {
+      http::response_serializer<http::empty_body> sr(res);
+      lowest().expires_after(write_timeout());
       auto [ec, n] = co_await http::async_write_header(stream_, sr, kServerTuple);
       lowest().expires_never();
       if (ec) {
@@ -688,7 +714,6 @@ class ServerConnection final : public ServerConnectionBase {
       }
     }
     phase_ = Phase::streaming;
-    ServerBodyWriter<Stream> writer(this, chunked);
     try {
       co_await resp.stream->run(&writer);
     } catch (const std::exception& e) {
@@ -696,16 +721,9 @@ class ServerConnection final : public ServerConnectionBase {
                        {{"service", core_->options.name}, {"what", e.what()}});
       co_return false;  // the body cannot be completed; closing tells the client
     }
-    if (writer.broken()) {
+    auto finish = writer.finish();
+    if (!co_await std::move(finish)) {
       co_return false;
-    }
-    if (chunked) {
-      lowest().expires_after(write_timeout());
-      auto [ec, n] = co_await asio::async_write(stream_, http::make_chunk_last(), kServerTuple);
-      lowest().expires_never();
-      if (ec) {
-        co_return false;
-      }
     }
     phase_ = Phase::handling;
     co_return chunked;
@@ -744,8 +762,8 @@ class ServerConnection final : public ServerConnectionBase {
   Phase phase_ = Phase::starting;
   beast::flat_buffer buffer_;  // reused across requests
   std::optional<http::request_parser<http::string_body>> parser_;
-  std::string out_;  // serialised response head, reused
-  std::string remote_;
+  std::string out_;           // serialised response head, reused
+  const std::string remote_;  // the peer's address, from accept
   std::optional<websocket::stream<Stream>> ws_;
   bool ws_closing_ = false;
   std::string key_;  // scratch for the metric caches
@@ -754,28 +772,55 @@ class ServerConnection final : public ServerConnectionBase {
 };
 
 template <class Stream>
-asio::awaitable<bool> ServerBodyWriter<Stream>::write(std::string data) {
-  if (broken_ || conn_->core_->stopping.load()) {
+asio::awaitable<bool> ServerBodyWriter<Stream>::send(std::string data, bool last,
+                                                     bool stopping_ok) {
+  if (broken_ || ended_ || (!stopping_ok && conn_->core_->stopping.load())) {
     co_return false;
   }
-  if (data.empty()) {
+  if (data.empty() && !(last && chunked_) && head_.empty()) {
     co_return true;  // an empty chunk would end the body
   }
-  conn_->lowest().expires_after(conn_->write_timeout());
-  beast::error_code ec;
+  // One gather write: [held head] [chunk size, data, CRLF] [last chunk].
+  char size_line[24] = {};
+  std::array<asio::const_buffer, 5> out;
+  out[0] = asio::buffer(head_);
   if (chunked_) {
-    auto [wec, n] = co_await asio::async_write(conn_->stream_, http::make_chunk(asio::buffer(data)),
-                                               kServerTuple);
-    ec = wec;
+    if (!data.empty()) {
+      const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+      out[1] = asio::buffer(size_line, static_cast<std::size_t>(n));
+      out[2] = asio::buffer(data);
+      out[3] = asio::buffer("\r\n", 2);
+    }
+    if (last) {
+      out[4] = asio::buffer("0\r\n\r\n", 5);
+      ended_ = true;
+    }
   } else {
-    auto [wec, n] = co_await asio::async_write(conn_->stream_, asio::buffer(data), kServerTuple);
-    ec = wec;
+    out[2] = asio::buffer(data);
   }
-  conn_->lowest().expires_never();
-  if (ec) {
-    broken_ = true;
-    co_return false;
+  // A plain connection first tries to send it all now: a client that keeps up takes every piece
+  // at once, and a streamed token then costs one system call, not a timer and a completion.
+  std::size_t sent = 0;
+  if constexpr (!ServerConnection<Stream>::kTls) {
+    const auto now = send_now(conn_->lowest().socket().native_handle(), out);
+    if (!now) {
+      broken_ = true;
+      co_return false;
+    }
+    sent = *now;
   }
+  beast::buffers_suffix<std::array<asio::const_buffer, 5>> rest(out);
+  rest.consume(sent);
+  if (beast::buffer_bytes(rest) > 0) {
+    conn_->lowest().expires_after(conn_->write_timeout());
+    auto [ec, n] = co_await asio::async_write(conn_->stream_, rest, kServerTuple);
+    conn_->lowest().expires_never();
+    if (ec) {
+      broken_ = true;
+      co_return false;
+    }
+  }
+  head_.clear();
   co_return true;
 }
 
@@ -846,7 +891,8 @@ asio::awaitable<void> server_reject(std::shared_ptr<ServerCore> core, tcp::socke
 asio::awaitable<void> server_accept_loop(std::shared_ptr<ServerCore> core) {
   for (;;) {
     asio::any_io_executor executor = core->executor_for_next_connection();
-    auto [ec, socket] = co_await core->acceptor.async_accept(executor, kServerTuple);
+    tcp::endpoint peer;
+    auto [ec, socket] = co_await core->acceptor.async_accept(executor, peer, kServerTuple);
     if (core->stopping.load() || ec == asio::error::operation_aborted ||
         !core->acceptor.is_open()) {
       co_return;
@@ -874,12 +920,12 @@ asio::awaitable<void> server_accept_loop(std::shared_ptr<ServerCore> core) {
     }
     if (core->tls) {
       auto conn = std::make_shared<ServerConnection<TlsStream>>(
-          core, TlsStream(PlainStream(std::move(socket)), *core->tls));
+          core, TlsStream(PlainStream(std::move(socket)), *core->tls), peer.address().to_string());
       auto ex = conn->executor();
       asio::co_spawn(ex, ServerConnection<TlsStream>::run(std::move(conn)), server_spawn_done);
     } else {
-      auto conn =
-          std::make_shared<ServerConnection<PlainStream>>(core, PlainStream(std::move(socket)));
+      auto conn = std::make_shared<ServerConnection<PlainStream>>(
+          core, PlainStream(std::move(socket)), peer.address().to_string());
       auto ex = conn->executor();
       asio::co_spawn(ex, ServerConnection<PlainStream>::run(std::move(conn)), server_spawn_done);
     }

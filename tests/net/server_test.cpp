@@ -286,6 +286,46 @@ class ThreeEvents final : public StreamBody {
   }
 };
 
+// A stream with its first piece at hand: its head goes out with that piece, and its last piece
+// carries the end of the body.
+class AtOnceEvents final : public StreamBody {
+ public:
+  bool writes_at_once() const override { return true; }
+  asio::awaitable<void> run(BodyWriter* out) override {
+    static constexpr const char* kNames[] = {"first", "second"};
+    for (const char* name : kNames) {
+      auto write = out->write(sse_frame(name, "tick"));
+      if (!co_await std::move(write)) co_return;
+    }
+    auto last = out->write_last(sse_frame("last", "tick"));
+    co_await std::move(last);
+  }
+};
+
+// Says it writes at once but has nothing yet: an empty first write, then a long wait. The client
+// must see the head during the wait.
+class AtOnceButWaits final : public StreamBody {
+ public:
+  bool writes_at_once() const override { return true; }
+  asio::awaitable<void> run(BodyWriter* out) override {
+    auto nothing = out->write("");
+    if (!co_await std::move(nothing)) co_return;
+    const asio::any_io_executor executor = co_await asio::this_coro::executor;
+    asio::steady_timer timer(executor, std::chrono::seconds(2));
+    auto wait = timer.async_wait(asio::use_awaitable);
+    co_await std::move(wait);
+    auto late = out->write(sse_frame("late", "tick"));
+    co_await std::move(late);
+  }
+};
+
+// Writes nothing at all.
+class AtOnceNothing final : public StreamBody {
+ public:
+  bool writes_at_once() const override { return true; }
+  asio::awaitable<void> run(BodyWriter*) override { co_return; }
+};
+
 class EchoSession final : public WebSocketSession {
  public:
   asio::awaitable<void> run(WebSocket* ws) override {
@@ -322,6 +362,12 @@ Router make_router(std::shared_ptr<TestState> state) {
   router.add("GET", "/slow", [state](Request r) { return slow_handler(state, std::move(r)); });
   router.add_sync("GET", "/sse",
                   [](const Request&) { return Response::sse(std::make_shared<ThreeEvents>()); });
+  router.add_sync("GET", "/sse-at-once",
+                  [](const Request&) { return Response::sse(std::make_shared<AtOnceEvents>()); });
+  router.add_sync("GET", "/sse-at-once-waits",
+                  [](const Request&) { return Response::sse(std::make_shared<AtOnceButWaits>()); });
+  router.add_sync("GET", "/sse-at-once-nothing",
+                  [](const Request&) { return Response::sse(std::make_shared<AtOnceNothing>()); });
   router.add_sync("GET", "/ws", [](const Request&) {
     return Response::upgrade(std::make_shared<EchoSession>());
   });
@@ -849,12 +895,24 @@ TEST(HttpServerTest, RequestIdIsEchoedWhenSaneAndGeneratedOtherwise) {
   EXPECT_NE(r->header("x-request-id"), generated);
 }
 
+// `data` as one chunk of a chunked body.
+std::string wire_chunk(const std::string& data) {
+  char size_line[16];
+  std::snprintf(size_line, sizeof(size_line), "%zx\r\n", data.size());
+  return size_line + data + "\r\n";
+}
+
+// GETs `path` on `c` and reads until the end of a chunked body (nullopt if it never ends).
+std::optional<std::string> get_chunked(RawClient& c, const std::string& path) {
+  if (!c.send("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n")) return std::nullopt;
+  return c.read_until("\r\n0\r\n\r\n");
+}
+
 TEST(HttpServerTest, SseStreamIsChunkedOnTheWire) {
   TestServer ts;
   ASSERT_TRUE(ts.ok()) << ts.listen_error();
   RawClient c(ts.port());
-  ASSERT_TRUE(c.send("GET /sse HTTP/1.1\r\nHost: x\r\n\r\n"));
-  auto raw = c.read_until("\r\n0\r\n\r\n");
+  auto raw = get_chunked(c, "/sse");
   ASSERT_TRUE(raw) << "the chunked body never ended";
   EXPECT_NE(raw->find("HTTP/1.1 200 OK\r\n"), std::string::npos);
   EXPECT_NE(raw->find("Transfer-Encoding: chunked\r\n"), std::string::npos) << *raw;
@@ -863,16 +921,67 @@ TEST(HttpServerTest, SseStreamIsChunkedOnTheWire) {
   EXPECT_NE(raw->find("X-Accel-Buffering: no\r\n"), std::string::npos);
   for (int i = 0; i < 3; ++i) {
     const std::string frame = sse_frame("event " + std::to_string(i), "tick");
-    char size_line[16];
-    std::snprintf(size_line, sizeof(size_line), "%zx\r\n", frame.size());
-    EXPECT_NE(raw->find(std::string(size_line) + frame + "\r\n"), std::string::npos)
-        << "chunk " << i << " missing in:\n"
-        << *raw;
+    EXPECT_NE(raw->find(wire_chunk(frame)), std::string::npos) << "chunk " << i << " missing in:\n"
+                                                               << *raw;
   }
   // The connection stays usable after the stream.
   auto r = c.get("/health");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
+}
+
+// The head sent with the first piece and the end with the last one: the same bytes on the wire
+// as a stream that sends each separately, whatever the stream says about itself.
+TEST(HttpServerTest, StreamsThatWriteAtOnceKeepTheWireFormat) {
+  TestServer ts;
+  ASSERT_TRUE(ts.ok()) << ts.listen_error();
+  RawClient c(ts.port());
+  auto raw = get_chunked(c, "/sse-at-once");
+  ASSERT_TRUE(raw) << "the chunked body never ended";
+  EXPECT_EQ(raw->rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << *raw;
+  EXPECT_NE(raw->find("Transfer-Encoding: chunked\r\n"), std::string::npos) << *raw;
+  EXPECT_NE(raw->find("Content-Type: text/event-stream\r\n"), std::string::npos) << *raw;
+  std::string expected_body;
+  for (const char* name : {"first", "second", "last"}) {
+    expected_body += wire_chunk(sse_frame(name, "tick"));
+  }
+  expected_body += "0\r\n\r\n";
+  const auto head_end = raw->find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos);
+  EXPECT_EQ(raw->substr(head_end + 4), expected_body);
+  auto r = c.get("/health");  // the connection stays usable
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+
+  // A stream with nothing to say yet still shows its head while it waits.
+  RawClient w(ts.port());
+  ASSERT_TRUE(w.send("GET /sse-at-once-waits HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto head = w.read_until("\r\n\r\n", std::chrono::milliseconds(1500));
+  ASSERT_TRUE(head) << "the head was held back while the stream waited";
+  EXPECT_EQ(head->rfind("HTTP/1.1 200 OK\r\n", 0), 0u);
+  EXPECT_EQ(head->find("late"), std::string::npos) << "the head came only with the late piece";
+  auto rest = w.read_until("\r\n0\r\n\r\n");
+  ASSERT_TRUE(rest);
+  EXPECT_NE(rest->find(sse_frame("late", "tick")), std::string::npos) << *rest;
+
+  // A stream that writes nothing: the head and an empty body.
+  RawClient n(ts.port());
+  ASSERT_TRUE(n.send("GET /sse-at-once-nothing HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto empty = n.read_response();
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->status, 200);
+  EXPECT_EQ(empty->body, "");
+
+  // HTTP/1.0 has no chunks: the raw pieces, then close.
+  RawClient old(ts.port());
+  ASSERT_TRUE(old.send("GET /sse-at-once HTTP/1.0\r\n\r\n"));
+  EXPECT_TRUE(old.wait_closed(kWait));
+  auto all = old.read_until("HTTP/1.1 200");
+  ASSERT_TRUE(all);
+  EXPECT_NE(all->find(sse_frame("first", "tick") + sse_frame("second", "tick") +
+                      sse_frame("last", "tick")),
+            std::string::npos)
+      << *all;
 }
 
 TEST(HttpServerTest, WebSocketEcho) {
