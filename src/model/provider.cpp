@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <random>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <nlohmann/json.hpp>
 
 #include "model/provider_detail.h"
@@ -388,6 +390,16 @@ void HttpTokenStream::mark_activity() {
   }
 }
 
+// What a server sends after saying it has finished (Ollama's chunk terminator, OpenAI's after
+// [DONE]) is read here, off the reply's path, so that the connection goes back to the pool.
+asio::awaitable<void> drain_after_done(std::unique_ptr<net::ClientStream> body) {
+  constexpr std::size_t kDrainLimit = 64 * 1024;
+  constexpr auto kDrainTimeout = std::chrono::seconds(5);
+  auto read = read_bounded(body.get(), kDrainLimit);
+  auto raced = before_deadline(std::move(read), Clock::now() + kDrainTimeout);
+  co_await std::move(raced);
+}
+
 void HttpTokenStream::finish(std::string_view outcome) {
   finished_ = true;
   body_.reset();  // an unfinished body drops its connection: the model server stops generating
@@ -453,6 +465,15 @@ asio::awaitable<core::Result<std::optional<std::vector<std::string>>>> HttpToken
         finish(outcome_of(*failed_));
         co_return *failed_;
       }
+      co_return std::nullopt;
+    }
+    if (done_) {
+      // The answer is complete: the reply need not wait for the end of the HTTP body.
+      finished_ = true;
+      probe_->request_done(op_, "ok");
+      const asio::any_io_executor executor = co_await asio::this_coro::executor;
+      asio::co_spawn(executor, drain_after_done(std::move(body_)), asio::detached);
+      if (!tokens.empty()) co_return std::optional<std::vector<std::string>>(std::move(tokens));
       co_return std::nullopt;
     }
     if (!tokens.empty()) co_return std::optional<std::vector<std::string>>(std::move(tokens));

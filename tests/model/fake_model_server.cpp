@@ -320,6 +320,10 @@ class FakeStream final : public net::StreamBody {
       auto write =
           out->write(fake_final_frames(flavor, chat_, model_, b_.tokens.size(), has_tool_calls()));
       if (!co_await std::move(write)) co_return false;
+      if (b_.stall_after_final.count() > 0) {
+        auto pause = fake_sleep(b_.stall_after_final);
+        co_await std::move(pause);
+      }
     }
     co_return true;
   }
@@ -642,5 +646,9 @@ bool FakeModelServer::wait_for_disconnects(int count, std::chrono::milliseconds 
 }
 
 int FakeModelServer::active_streams() const { return state_->active.load(); }
+
+std::size_t FakeModelServer::open_connections() const {
+  return runner_->server->active_connections();
+}
 
 }  // namespace edgecoder::testing

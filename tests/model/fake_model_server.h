@@ -35,10 +35,12 @@ struct FakeBehaviour {
   std::chrono::milliseconds split_pause{1};  // between pieces, so reads see them apart
   std::chrono::milliseconds stall_before_head{0};
   std::chrono::milliseconds stall_before_first_token{0};  // head sent, then silence
-  int fail_status = 0;           // answer generation requests with this status (real error shape)
-  bool fail_metadata = false;    // fail_status applies to tags/models/show/version too
-  bool malformed = false;        // a broken JSON line/event after the first token; bodies too
-  bool truncate = false;         // end the stream after the tokens, without the final line / [DONE]
+  int fail_status = 0;         // answer generation requests with this status (real error shape)
+  bool fail_metadata = false;  // fail_status applies to tags/models/show/version too
+  bool malformed = false;      // a broken JSON line/event after the first token; bodies too
+  bool truncate = false;       // end the stream after the tokens, without the final line / [DONE]
+  // After the final line / [DONE], keep the HTTP body open this long before ending it.
+  std::chrono::milliseconds stall_after_final{0};
   bool embed_send_time = false;  // benchmark: each token is its steady_clock send time in ns
   std::vector<std::string> installed = {"qwen2.5-coder:7b", "llama3:latest"};
   std::string api_key;  // openai: require "Authorization: Bearer <api_key>" when set
@@ -95,6 +97,8 @@ class FakeModelServer {
   bool wait_for_disconnects(int count, std::chrono::milliseconds timeout) const;
   // Streams being written right now.
   int active_streams() const;
+  // Client connections open right now (kept-alive ones included).
+  std::size_t open_connections() const;
 
   struct State;
 

@@ -32,6 +32,7 @@ struct Collected {
   std::optional<core::Error> error;
   StreamStats stats;
   int batches = 0;
+  std::chrono::steady_clock::time_point ended;  // when next() said the answer was over
 
   std::string text() const {
     std::string out;
@@ -53,6 +54,7 @@ asio::awaitable<Collected> drain(std::unique_ptr<TokenStream> stream) {
     ++out.batches;
     for (auto& t : **piece) out.tokens.push_back(t);
   }
+  out.ended = std::chrono::steady_clock::now();
   out.stats = stream->stats();
   co_return out;
 }
@@ -337,6 +339,42 @@ TEST_P(ProviderTest, DroppingAStreamMidAnswerClosesTheUpstreamRequest) {
   EXPECT_TRUE(fake_.wait_for_disconnects(1, 60s)) << "the fake kept streaming to nobody";
   for (int i = 0; i < 600 && fake_.active_streams() != 0; ++i) std::this_thread::sleep_for(100ms);
   EXPECT_EQ(fake_.active_streams(), 0);
+}
+
+// The answer ends when the model says it is done (Ollama's done line, OpenAI's [DONE]), not
+// when the server gets round to ending the HTTP body; the connection is still reused.
+TEST_P(ProviderTest, AnswerEndsWhenTheModelSaysDoneAndTheConnectionIsReused) {
+  auto p = provider();
+  FakeBehaviour b;
+  b.stall_after_final = 30s;
+  fake_.set_behaviour(b);
+  const auto started = std::chrono::steady_clock::now();
+  const Collected late_end = chat(*p);  // returns once the client gave up on the body's end
+  ASSERT_FALSE(late_end.error) << late_end.error->detail;
+  EXPECT_EQ(late_end.tokens, (std::vector<std::string>{"Hello", ", ", "world", "!"}));
+  EXPECT_EQ(late_end.stats.done_reason, "stop");
+  EXPECT_LT(late_end.ended - started, 10s) << "the answer waited for the end of the HTTP body";
+
+  // A body that ends soon after: it is read off the answer's path and the connection pooled.
+  FakeBehaviour soon;
+  soon.stall_after_final = 50ms;
+  FakeModelServer other(GetParam(), soon);
+  ProviderConfig config;
+  config.kind = GetParam() == Flavor::ollama ? ProviderKind::ollama : ProviderKind::openai;
+  config.base_url = other.base_url();
+  config.model = kModel;
+  auto fresh = make_provider(config, io_.get_executor(), nullptr);
+  ASSERT_TRUE(fresh.has_value());
+  for (int i = 0; i < 3; ++i) {
+    const Collected got = run_coro(io_, chat_all(fresh->get(), hello()));
+    ASSERT_FALSE(got.error) << got.error->detail;
+    EXPECT_EQ(got.tokens.size(), 4U);
+    // Let the end of the body (50 ms later) be read: the client is idle but for that.
+    io_.restart();
+    io_.run_for(600ms);
+    EXPECT_EQ(other.active_streams(), 0);
+  }
+  EXPECT_EQ(other.open_connections(), 1U) << "each answer opened its own connection";
 }
 
 TEST_P(ProviderTest, NothingListeningIsUnavailable) {
