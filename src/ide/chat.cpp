@@ -420,8 +420,18 @@ asio::awaitable<core::Result<std::string>> collect_rest(Opened& opened) {
 
 // ---- OpenAI ----
 
+// "chatcmpl-" and 24 hex digits. An answer's id needs to be unique, not secret: a per-thread
+// generator instead of a system call per request.
+std::string completion_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "chatcmpl-%016llx%08llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng() & 0xffffffffULL));
+  return buf;
+}
+
 struct OpenAiReply {
-  std::string id = "chatcmpl-" + random_hex(12);
+  std::string id = completion_id();
   std::int64_t created = unix_seconds();
   std::string model;
   bool include_usage = false;
@@ -451,6 +461,8 @@ class OpenAiStream final : public net::StreamBody {
         reply_(std::move(reply)),
         info_(std::move(info)) {}
 
+  bool writes_at_once() const override { return true; }
+
   asio::awaitable<void> run(net::BodyWriter* out) override {
     std::string frames;
     if (info_) frames += data_frame(*info_);
@@ -470,7 +482,7 @@ class OpenAiStream final : public net::StreamBody {
                               {"type", "api_error"},
                               {"param", nullptr},
                               {"code", next.error().wire()}}}};
-        auto last = out->write(data_frame(error));
+        auto last = out->write_last(data_frame(error));
         co_await std::move(last);
         co_return;
       }
@@ -495,7 +507,7 @@ class OpenAiStream final : public net::StreamBody {
       frames += data_frame(u);
     }
     frames += "data: [DONE]\n\n";
-    auto write = out->write(std::move(frames));
+    auto write = out->write_last(std::move(frames));
     co_await std::move(write);
   }
 
@@ -632,6 +644,8 @@ class OllamaStream final : public net::StreamBody {
         generate_(generate),
         started_(started) {}
 
+  bool writes_at_once() const override { return true; }
+
   asio::awaitable<void> run(net::BodyWriter* out) override {
     std::string lines;
     append(lines, opened_.first);
@@ -644,7 +658,7 @@ class OllamaStream final : public net::StreamBody {
       auto next = co_await std::move(call);
       if (!next) {
         self_->chat_failures.inc();
-        auto last = out->write(json({{"error", next.error().detail}}).dump() + "\n");
+        auto last = out->write_last(json({{"error", next.error().detail}}).dump() + "\n");
         co_await std::move(last);
         co_return;
       }
@@ -658,7 +672,7 @@ class OllamaStream final : public net::StreamBody {
       lines += j.dump() + "\n";
     }
     lines += ollama_final(opened_, generate_, started_).dump() + "\n";
-    auto write = out->write(std::move(lines));
+    auto write = out->write_last(std::move(lines));
     co_await std::move(write);
   }
 

@@ -470,6 +470,8 @@ class ChatRelay final : public net::StreamBody {
         first_(std::move(first)),
         model_(std::move(model)) {}
 
+  bool writes_at_once() const override { return true; }
+
   asio::awaitable<void> run(net::BodyWriter* out) override {
     std::string frames = service_token_frames(first_);
     first_.clear();
@@ -491,13 +493,13 @@ class ChatRelay final : public net::StreamBody {
             {{"model", model_}, {"error", next.error().wire()}, {"detail", next.error().detail}});
         const json error = {{"error", next.error().wire()}, {"detail", next.error().detail}};
         stream_.reset();
-        auto last = out->write(net::sse_frame(error.dump(), "error"));
+        auto last = out->write_last(net::sse_frame(error.dump(), "error"));
         co_await std::move(last);
         co_return;
       }
       if (!*next) {
         stream_.reset();
-        auto done = out->write("data: [DONE]\n\n");
+        auto done = out->write_last("data: [DONE]\n\n");
         co_await std::move(done);
         co_return;
       }
@@ -515,8 +517,10 @@ class ChatRelay final : public net::StreamBody {
 // A stream with no tokens: only the end marker.
 class EmptyChat final : public net::StreamBody {
  public:
+  bool writes_at_once() const override { return true; }
+
   asio::awaitable<void> run(net::BodyWriter* out) override {
-    auto done = out->write("data: [DONE]\n\n");
+    auto done = out->write_last("data: [DONE]\n\n");
     co_await std::move(done);
   }
 };
