@@ -10,17 +10,24 @@
 //   per token  token received - token sent by the fake, for every token after the first;
 //   total      request start -> end of the stream (one sample per stream);
 //   end        last token sent by the fake -> end of the stream seen by the client (one per
-//              stream): what a relay adds to the close of the answer.
+//              stream): what a relay adds to the close of the answer;
+//   start      request start -> the fake sends the first token (when the request reached it);
+//   span       the fake's first token sent -> its last token sent (its schedule, 630 ms at 64
+//              tokens every 10 ms, plus any late wake-up of its thread).
+// total = start + span + end for each stream, which says where an added millisecond comes from.
 // The fake paces its tokens on a fixed schedule from its first token, so a late timer wake-up
 // (three busy threads share two cores here) does not push every later token back.
 // The added latency is relay minus direct, per percentile. Each run warms both paths up once
 // (the relay keeps its model-server connections alive, as in production), then measures; the
 // summary is the median over runs of each figure.
 //
-// Threads: fake server 1, relay (server + its model client) 1, bench client 1.
+// Threads: fake server 1, bench client 1, relay (server + its model client) --relay-threads
+// event loops (default 1; the node runs min(cores, 4), connections spread over them).
 //
 //   inference_bench [--relay inference|ide] [--runs 3] [--streams 1,50] [--tokens 64]
-//                   [--interval-ms 10]
+//                   [--interval-ms 10] [--relay-threads 1]
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -67,6 +74,7 @@ struct BenchArgs {
   std::vector<int> streams = {1, 50};
   int tokens = 64;
   int interval_ms = 10;
+  int relay_threads = 1;
 };
 
 struct Samples {
@@ -74,6 +82,8 @@ struct Samples {
   std::vector<double> token_us;
   std::vector<double> total_us;
   std::vector<double> end_us;
+  std::vector<double> start_us;  // request start -> the model server sends the first token
+  std::vector<double> span_us;   // the model server's first token sent -> its last token sent
   int failed = 0;
 };
 
@@ -117,6 +127,7 @@ asio::awaitable<void> bench_stream(net::HttpClient* client, std::string url, boo
   net::SseParser sse;
   bool first = true;
   std::int64_t last_sent = 0;
+  std::int64_t first_sent = 0;
   for (;;) {
     auto read = (*stream)->next();
     auto piece = co_await std::move(read);
@@ -153,6 +164,11 @@ asio::awaitable<void> bench_stream(net::HttpClient* client, std::string url, boo
       if (first) {
         out->ttft_us.push_back(
             std::chrono::duration<double, std::micro>(Clock::now() - started).count());
+        const auto started_ns =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(started.time_since_epoch())
+                .count();
+        first_sent = std::stoll(c);
+        out->start_us.push_back(static_cast<double>(first_sent - started_ns) / 1000.0);
         first = false;
         continue;
       }
@@ -163,8 +179,10 @@ asio::awaitable<void> bench_stream(net::HttpClient* client, std::string url, boo
   }
   out->total_us.push_back(
       std::chrono::duration<double, std::micro>(Clock::now() - started).count());
-  if (last_sent > 0)
+  if (last_sent > 0) {
     out->end_us.push_back(static_cast<double>(bench_now_ns() - last_sent) / 1000.0);
+    out->span_us.push_back(static_cast<double>(last_sent - first_sent) / 1000.0);
+  }
 }
 
 // Runs `streams` concurrent streams on a fresh client and io_context; returns their samples.
@@ -184,16 +202,19 @@ Samples run_round(const std::string& url, bool relay, Relay kind, int streams) {
 }
 
 struct RelayNode {
+  // Event loops beyond `io`, one thread each, as the node runs them (EDGECODER_THREADS);
+  // declared first so that they outlive `io` (an accept pending there holds one of their sockets).
+  std::vector<std::unique_ptr<asio::io_context>> extra_loops;
   core::metrics::Registry registry;
   asio::io_context io;
   std::shared_ptr<inference::InferenceService> service;
   std::shared_ptr<ide::IdeService> ide_service;
   std::unique_ptr<net::HttpServer> server;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  std::thread thread;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::vector<std::thread> threads;
   std::uint16_t port = 0;
 
-  RelayNode(const std::string& model_url, Relay kind) {
+  RelayNode(const std::string& model_url, Relay kind, int loops) {
     model::ProviderConfig provider;
     provider.kind = model::ProviderKind::ollama;
     provider.base_url = model_url;
@@ -232,6 +253,12 @@ struct RelayNode {
     net::ServerOptions server_options;
     server_options.name = "inference";
     server = std::make_unique<net::HttpServer>(io, server_options, std::move(router), &registry);
+    std::vector<asio::io_context*> connection_loops = {&io};
+    for (int i = 1; i < loops; ++i) {
+      extra_loops.push_back(std::make_unique<asio::io_context>(1));
+      connection_loops.push_back(extra_loops.back().get());
+    }
+    server->spread_connections(connection_loops);
     auto bound = server->listen();
     if (!bound) {
       std::fprintf(stderr, "relay: %s\n", bound.error().detail.c_str());
@@ -239,16 +266,22 @@ struct RelayNode {
     }
     port = *bound;
     server->start();
-    work.emplace(io.get_executor());
-    thread = std::thread([this] { io.run(); });
+    for (auto* loop : connection_loops) {
+      work.push_back(asio::make_work_guard(*loop));
+      threads.emplace_back([loop] {
+        pthread_setname_np(pthread_self(), "relay");  // for profilers
+        loop->run();
+      });
+    }
   }
   ~RelayNode() {
     if (service) service->stop();
     if (ide_service) ide_service->stop();
     server->shutdown();
-    work.reset();
+    work.clear();
     io.stop();
-    thread.join();
+    for (auto& loop : extra_loops) loop->stop();
+    for (auto& t : threads) t.join();
   }
 };
 
@@ -257,6 +290,7 @@ struct Figures {
   double direct_tok_p50, direct_tok_p99, relay_tok_p50, relay_tok_p99;
   double direct_total_p50, direct_total_p99, relay_total_p50, relay_total_p99;
   double direct_end_p50, direct_end_p99, relay_end_p50, relay_end_p99;
+  double direct_start_p50, relay_start_p50, direct_span_p50, relay_span_p50;
   int failed;
 };
 
@@ -266,7 +300,7 @@ Figures bench_once(const BenchArgs& args, int streams) {
   behaviour.token_interval = std::chrono::milliseconds(args.interval_ms);
   behaviour.embed_send_time = true;
   testing::FakeModelServer fake(testing::FakeModelServer::Flavor::ollama, behaviour);
-  RelayNode relay(fake.base_url(), args.relay);
+  RelayNode relay(fake.base_url(), args.relay, args.relay_threads);
   const std::string direct_url = fake.base_url() + "/api/chat";
   const std::string relay_url = "http://127.0.0.1:" + std::to_string(relay.port) +
                                 (args.relay == Relay::inference ? "/chat" : "/v1/chat/completions");
@@ -282,6 +316,8 @@ Figures bench_once(const BenchArgs& args, int streams) {
                  percentile(relayed.total_us, 0.5), percentile(relayed.total_us, 0.99),
                  percentile(direct.end_us, 0.5),    percentile(direct.end_us, 0.99),
                  percentile(relayed.end_us, 0.5),   percentile(relayed.end_us, 0.99),
+                 percentile(direct.start_us, 0.5),  percentile(relayed.start_us, 0.5),
+                 percentile(direct.span_us, 0.5),   percentile(relayed.span_us, 0.5),
                  direct.failed + relayed.failed};
 }
 
@@ -314,6 +350,8 @@ int main(int argc, char** argv) {
       args.tokens = std::stoi(value);
     } else if (flag == "--interval-ms") {
       args.interval_ms = std::stoi(value);
+    } else if (flag == "--relay-threads") {
+      args.relay_threads = std::clamp(std::stoi(value), 1, 64);
     } else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
@@ -367,6 +405,16 @@ int main(int argc, char** argv) {
         med(&Figures::relay_end_p50), med(&Figures::relay_end_p99),
         med(&Figures::relay_end_p50) - med(&Figures::direct_end_p50),
         med(&Figures::relay_end_p99) - med(&Figures::direct_end_p99));
+    std::printf(
+        "streams=%-3d MEDIAN  start (request start -> first token sent): direct p50 %.3f, relay "
+        "p50 %.3f, added p50 %.3f\n",
+        streams, med(&Figures::direct_start_p50), med(&Figures::relay_start_p50),
+        med(&Figures::relay_start_p50) - med(&Figures::direct_start_p50));
+    std::printf(
+        "streams=%-3d MEDIAN  span (first token sent -> last token sent): direct p50 %.3f, relay "
+        "p50 %.3f, added p50 %.3f\n",
+        streams, med(&Figures::direct_span_p50), med(&Figures::relay_span_p50),
+        med(&Figures::relay_span_p50) - med(&Figures::direct_span_p50));
   }
   return 0;
 }
