@@ -54,6 +54,15 @@ struct LatencyTracker {
   std::int64_t p95() const { return samples < 3 ? 0 : static_cast<std::int64_t>(ema_ms * 1.8); }
 };
 
+// What /api/show said about a model, kept so that /v1/models (which editors call often) asks
+// the model server once per model, not once per model per listing.
+struct ModelTraits {
+  std::int64_t context_length = 0;
+  bool tools = false;
+  std::int64_t size_bytes = 0;  // the listing's size when asked: a re-pulled model differs
+  Clock::time_point at{};
+};
+
 struct RouteCounters {
   std::int64_t requests = 0;   // replies this route started
   std::int64_t failures = 0;   // could not start (passed on, or the request failed)
@@ -86,6 +95,7 @@ struct IdeService::Impl {
   std::optional<std::filesystem::path> active_root;          // guarded by mu
   detail::LatencyTracker local_latency;                      // guarded by mu
   std::map<Route, detail::RouteCounters> route_counters;     // guarded by mu
+  std::map<std::string, detail::ModelTraits> traits_cache;   // guarded by mu; by model name
 
   bool mesh_configured() const { return !options.coordinator_url.empty(); }
   json router_status() const;

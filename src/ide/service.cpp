@@ -235,17 +235,35 @@ json openai_model(const std::string& id, const std::string& owner, std::int64_t 
 }
 
 // Context length and tool support of a local model, from the model server's /api/show when it
-// says (Ollama), else the conservative defaults.
-asio::awaitable<std::pair<std::int64_t, bool>> model_traits(ImplPtr self, std::string name) {
+// says (Ollama), else the conservative defaults. An answer is reused for kModelTraitsTtl while
+// the model's size in the listing stays the same; a failed /api/show is asked again next time.
+constexpr auto kModelTraitsTtl = std::chrono::minutes(10);
+
+asio::awaitable<std::pair<std::int64_t, bool>> model_traits(ImplPtr self, model::ModelInfo listed) {
   if (!self->provider->is_llm()) co_return std::pair<std::int64_t, bool>{8192, false};
-  auto call = self->provider->show_model(name);
+  {
+    std::lock_guard lock(self->mu);
+    auto it = self->traits_cache.find(listed.name);
+    if (it != self->traits_cache.end() && it->second.size_bytes == listed.size_bytes &&
+        Clock::now() - it->second.at < kModelTraitsTtl) {
+      co_return std::pair<std::int64_t, bool>{it->second.context_length, it->second.tools};
+    }
+  }
+  auto call = self->provider->show_model(listed.name);
   auto info = co_await std::move(call);
   if (!info) co_return std::pair<std::int64_t, bool>{4096, true};
-  const std::int64_t context = info->context_length > 0 ? info->context_length : 4096;
-  const bool tools = info->capabilities.empty() ||
-                     std::find(info->capabilities.begin(), info->capabilities.end(), "tools") !=
-                         info->capabilities.end();
-  co_return std::pair<std::int64_t, bool>{context, tools};
+  detail::ModelTraits traits;
+  traits.context_length = info->context_length > 0 ? info->context_length : 4096;
+  traits.tools = info->capabilities.empty() ||
+                 std::find(info->capabilities.begin(), info->capabilities.end(), "tools") !=
+                     info->capabilities.end();
+  traits.size_bytes = listed.size_bytes;
+  traits.at = Clock::now();
+  {
+    std::lock_guard lock(self->mu);
+    self->traits_cache[listed.name] = traits;
+  }
+  co_return std::pair<std::int64_t, bool>{traits.context_length, traits.tools};
 }
 
 asio::awaitable<net::Response> handle_v1_models(ImplPtr self, net::Request) {
@@ -254,7 +272,7 @@ asio::awaitable<net::Response> handle_v1_models(ImplPtr self, net::Request) {
   json data = json::array();
   if (models) {
     for (const auto& m : *models) {
-      auto traits_call = model_traits(self, m.name);
+      auto traits_call = model_traits(self, m);
       auto traits = co_await std::move(traits_call);
       data.push_back(openai_model(m.name, self->provider->is_llm() ? "local" : "edgecoder-local",
                                   traits.first, traits.second));

@@ -204,6 +204,20 @@ TEST_F(IdeService, ModelsListAdvertisesContextAndTools) {
   auto status = json_of(call("GET", "/status"));
   EXPECT_EQ(status["routeOrder"], json::array({"local", "mesh"}));
   EXPECT_EQ(status.value("swarmEnabled", true), false);
+
+  // Editors list models often: what /api/show said is reused, not asked again per listing.
+  const std::size_t shows = fake_->requests_to("/api/show").size();
+  EXPECT_EQ(shows, data.size()) << "one /api/show per local model";
+  auto again = call("GET", "/v1/models");
+  ASSERT_EQ(again.status, 200) << again.body;
+  auto again_data = json_of(again)["data"];
+  ASSERT_EQ(again_data.size(), data.size());
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    for (const char* field : {"id", "context_length", "supports_tools", "capabilities"}) {
+      EXPECT_EQ(again_data[i][field], data[i][field]) << field;
+    }
+  }
+  EXPECT_EQ(fake_->requests_to("/api/show").size(), shows);
 }
 
 // A test HTTP server on 127.0.0.1 port 0 with its own event-loop thread.
