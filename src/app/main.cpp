@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "app/doctor.h"
 #include "app/node.h"
 #include "app/release_verify.h"
 #include "app/secrets.h"
@@ -89,6 +90,11 @@ int main(int argc, char** argv) {
   release_verify_cmd->add_flag("--no-files", verify_no_files, "check only the signature");
   release_cmd->require_subcommand(1);
 
+  auto* doctor_cmd = cli.add_subcommand(
+      "doctor",
+      "check the sandbox, the model server, the coordinator and the store this mode uses, and "
+      "say what to fix (exit 1 when something must be fixed)");
+
   auto* sandbox_cmd = cli.add_subcommand("sandbox", "the code sandbox (SANDBOX_MODE)");
   auto* sandbox_run_cmd = sandbox_cmd->add_subcommand(
       "run",
@@ -157,6 +163,9 @@ int main(int argc, char** argv) {
   }
   if (db_cmd->parsed()) {
     return edgecoder::store::run_db_verb(db_cmd->remaining(), *config);
+  }
+  if (doctor_cmd->parsed()) {
+    return edgecoder::app::run_doctor(*config);
   }
   if (sandbox_run_cmd->parsed()) {
     return edgecoder::sandbox::run_sandbox_verb(*config, sandbox_language, sandbox_file);

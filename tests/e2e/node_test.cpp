@@ -405,5 +405,51 @@ TEST_F(NodeTest, SigtermWithIdleKeepAliveConnectionStopsPromptly) {
   ::close(fd);
 }
 
+// `edgecoder doctor` says what works and what to fix, and exits 1 when something must be fixed.
+TEST_F(NodeTest, DoctorSaysWhatToFixAndExitsOneUntilNothingIs) {
+  Ports ports;
+  const std::uint16_t nothing = testing::free_port();  // no one listens here
+  auto env = node_env(ports);
+  env["EDGE_RUNTIME_MODE"] = "agent";
+  env["SANDBOX_MODE"] = "process";
+  env["LOCAL_MODEL_PROVIDER"] = "ollama";
+  env["OLLAMA_HOST"] = "http://127.0.0.1:" + std::to_string(nothing);
+  env["COORDINATOR_URL"] = "http://127.0.0.1:" + std::to_string(nothing);
+  auto broken = run(env, {"doctor"});
+  EXPECT_EQ(broken.code, 1) << broken.out << broken.err;
+  EXPECT_NE(broken.out.find("ok    sandbox"), std::string::npos) << broken.out;
+  EXPECT_NE(broken.out.find("FAIL  model"), std::string::npos) << broken.out;
+  EXPECT_NE(broken.out.find("FAIL  coordinator"), std::string::npos) << broken.out;
+  EXPECT_NE(broken.out.find("fix:  start the model server"), std::string::npos) << broken.out;
+  EXPECT_NE(broken.out.find("fix:  start the coordinator"), std::string::npos) << broken.out;
+  EXPECT_NE(broken.out.find("something to fix"), std::string::npos) << broken.out;
+
+  // A coordinator that answers, and the built-in provider: nothing to fix.
+  auto coordinator_env = node_env(ports);
+  coordinator_env["EDGE_RUNTIME_MODE"] = "coordinator";
+  coordinator_env["MESH_AUTH_TOKEN"] = "mesh-secret-for-tests";
+  coordinator_env["ADMIN_API_TOKEN"] = "admin-secret-for-tests";
+  coordinator_env["INFERENCE_AUTH_TOKEN"] = "inference-secret-for-tests";
+  auto coordinator = start(coordinator_env);
+  ASSERT_TRUE(testing::wait_for_port(ports.coordinator, 30s)) << coordinator->stderr_text();
+  env.erase("LOCAL_MODEL_PROVIDER");
+  env.erase("OLLAMA_HOST");
+  env["COORDINATOR_URL"] = "http://127.0.0.1:" + std::to_string(ports.coordinator);
+  auto fine = run(env, {"doctor"});
+  EXPECT_EQ(fine.code, 0) << fine.out << fine.err;
+  EXPECT_NE(fine.out.find("ok    coordinator"), std::string::npos) << fine.out;
+  EXPECT_NE(fine.out.find("ok    model"), std::string::npos) << fine.out;
+  EXPECT_NE(fine.out.find("nothing to fix"), std::string::npos) << fine.out;
+  stop(*coordinator);
+
+  // The all-in-one node reads its store without creating or migrating it.
+  auto all = node_env(ports);
+  all["SANDBOX_MODE"] = "process";
+  auto store = run(all, {"doctor"});
+  EXPECT_EQ(store.code, 0) << store.out << store.err;
+  EXPECT_NE(store.out.find("ok    store"), std::string::npos) << store.out;
+  EXPECT_NE(store.out.find("skip  coordinator"), std::string::npos) << store.out;
+}
+
 }  // namespace
 }  // namespace edgecoder
