@@ -24,17 +24,12 @@
 //   it, and its last piece carries the end of the body.
 #include "net/server.h"
 
-#include <sys/socket.h>
-#include <sys/uio.h>
-
 #include <array>
 #include <atomic>
-#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <mutex>
 #include <random>
-#include <sstream>
 #include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
@@ -235,11 +230,13 @@ class ServerBodyWriter final : public BodyWriter {
   }
   // The response head, sent with the first piece instead of on its own.
   void hold_head(std::string head) { head_ = std::move(head); }
+  // Sends the held head alone. Like finish(), it goes out while the server is stopping.
+  asio::awaitable<bool> flush_head() { return send(std::string(), false, true); }
   // Sends what the producer left unsent: the held head and the end of a chunked body. Unlike
   // write(), this goes out while the server is stopping (the client sees a body that ended).
   asio::awaitable<bool> finish() {
-    if (broken_ || ended_ || !chunked_) co_return !broken_;
-    auto call = send(std::string(), true, true);
+    if (broken_ || ended_) co_return !broken_;
+    auto call = send(std::string(), chunked_, true);
     co_return co_await std::move(call);
   }
   bool broken() const { return broken_; }
@@ -431,7 +428,7 @@ class ServerConnection final : public ServerConnectionBase {
     Response r = Response::error(status, code, detail);
     const std::string rid = core_->next_request_id();
     r.headers.emplace_back("x-request-id", rid);
-    serialize_head(r, /*keep_alive=*/false, /*http10=*/false, /*head_only=*/false);
+    serialize_head(r, /*keep_alive=*/false, /*http10=*/false);
     lowest().expires_after(kServerLinger);
     std::array<asio::const_buffer, 2> bufs = {asio::buffer(out_), asio::buffer(r.body)};
     auto [ec, n] = co_await asio::async_write(stream_, bufs, kServerTuple);
@@ -470,10 +467,13 @@ class ServerConnection final : public ServerConnectionBase {
     lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
+  // How a response's body is delimited on the wire.
+  enum class Framing { content_length, chunked, until_close };
+
   // Serialises the status line and headers into out_. Content-Length, Transfer-Encoding and
   // Connection are the server's; a handler asking for "Connection: close" gets it.
-  void serialize_head(const Response& r, bool keep_alive, bool http10, bool head_only) {
-    (void)head_only;
+  void serialize_head(const Response& r, bool keep_alive, bool http10,
+                      Framing framing = Framing::content_length) {
     int status = r.status;
     if (status < 100 || status > 999) {
       status = 500;
@@ -497,7 +497,9 @@ class ServerConnection final : public ServerConnectionBase {
       out_ += "\r\n";
     }
     const bool bodyless = status < 200 || status == 204 || status == 304;
-    if (!bodyless) {
+    if (framing == Framing::chunked) {
+      out_ += "Transfer-Encoding: chunked\r\n";
+    } else if (framing == Framing::content_length && !bodyless) {
       out_ += "Content-Length: ";
       server_append_number(out_, r.body.size());
       out_ += "\r\n";
@@ -656,7 +658,7 @@ class ServerConnection final : public ServerConnectionBase {
       co_return ok&& keep && !http10;
     }
 
-    serialize_head(resp, keep, http10, method == "HEAD");
+    serialize_head(resp, keep, http10);
     const bool bodyless =
         method == "HEAD" || resp.status < 200 || resp.status == 204 || resp.status == 304;
     lowest().expires_after(write_timeout());
@@ -677,39 +679,17 @@ class ServerConnection final : public ServerConnectionBase {
   // Streams resp.stream with chunked encoding (raw until close for HTTP/1.0). Returns false
   // when the connection must close.
   asio::awaitable<bool> run_stream(Response resp, bool keep, bool http10) {
-    const auto known = http::int_to_status(static_cast<unsigned>(resp.status));
-    http::response<http::empty_body> res;
-    res.version(11);
-    if (known == http::status::unknown) {
-      res.result(http::status::internal_server_error);
-    } else {
-      res.result(known);
-    }
-    for (const auto& [name, value] : resp.headers) {
-      if (!server_header_name_ok(name) || iequals(name, "content-length") ||
-          iequals(name, "transfer-encoding") || iequals(name, "connection")) {
-        continue;
-      }
-      std::string clean;
-      server_append_value(clean, value);
-      res.insert(name, clean);
+    if (http::int_to_status(static_cast<unsigned>(resp.status)) == http::status::unknown) {
+      resp.status = 500;
     }
     const bool chunked = !http10;
-    if (chunked) {
-      res.chunked(true);
-    }
-    res.keep_alive(keep && chunked);
+    serialize_head(resp, keep && chunked, false, chunked ? Framing::chunked : Framing::until_close);
     ServerBodyWriter<Stream> writer(this, chunked);
-    if (chunked && resp.stream->writes_at_once()) {
-      std::ostringstream head;
-      head << res.base();
-      writer.hold_head(std::move(head).str());
-    } else {
-      http::response_serializer<http::empty_body> sr(res);
-      lowest().expires_after(write_timeout());
-      auto [ec, n] = co_await http::async_write_header(stream_, sr, kServerTuple);
-      lowest().expires_never();
-      if (ec) {
+    writer.hold_head(out_);
+    if (!(chunked && resp.stream->writes_at_once())) {
+      // The head goes out now, so that a client sees the answer begin while the stream waits.
+      auto head = writer.flush_head();
+      if (!co_await std::move(head)) {
         co_return false;
       }
     }
