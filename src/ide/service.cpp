@@ -239,31 +239,38 @@ json openai_model(const std::string& id, const std::string& owner, std::int64_t 
 // the model's size in the listing stays the same; a failed /api/show is asked again next time.
 constexpr auto kModelTraitsTtl = std::chrono::minutes(10);
 
-asio::awaitable<std::pair<std::int64_t, bool>> model_traits(ImplPtr self, model::ModelInfo listed) {
-  if (!self->provider->is_llm()) co_return std::pair<std::int64_t, bool>{8192, false};
+asio::awaitable<detail::ModelTraits> model_traits(ImplPtr self, model::ModelInfo listed) {
+  detail::ModelTraits traits;
+  traits.size_bytes = listed.size_bytes;
+  traits.at = Clock::now();
+  if (!self->provider->is_llm()) {
+    traits.context_length = 8192;
+    co_return traits;
+  }
   {
     std::lock_guard lock(self->mu);
     auto it = self->traits_cache.find(listed.name);
     if (it != self->traits_cache.end() && it->second.size_bytes == listed.size_bytes &&
-        Clock::now() - it->second.at < kModelTraitsTtl) {
-      co_return std::pair<std::int64_t, bool>{it->second.context_length, it->second.tools};
+        traits.at - it->second.at < kModelTraitsTtl) {
+      co_return it->second;
     }
   }
   auto call = self->provider->show_model(listed.name);
   auto info = co_await std::move(call);
-  if (!info) co_return std::pair<std::int64_t, bool>{4096, true};
-  detail::ModelTraits traits;
+  if (!info) {
+    traits.context_length = 4096;
+    traits.tools = true;
+    co_return traits;
+  }
   traits.context_length = info->context_length > 0 ? info->context_length : 4096;
   traits.tools = info->capabilities.empty() ||
                  std::find(info->capabilities.begin(), info->capabilities.end(), "tools") !=
                      info->capabilities.end();
-  traits.size_bytes = listed.size_bytes;
-  traits.at = Clock::now();
   {
     std::lock_guard lock(self->mu);
     self->traits_cache[listed.name] = traits;
   }
-  co_return std::pair<std::int64_t, bool>{traits.context_length, traits.tools};
+  co_return traits;
 }
 
 asio::awaitable<net::Response> handle_v1_models(ImplPtr self, net::Request) {
@@ -275,7 +282,7 @@ asio::awaitable<net::Response> handle_v1_models(ImplPtr self, net::Request) {
       auto traits_call = model_traits(self, m);
       auto traits = co_await std::move(traits_call);
       data.push_back(openai_model(m.name, self->provider->is_llm() ? "local" : "edgecoder-local",
-                                  traits.first, traits.second));
+                                  traits.context_length, traits.tools));
     }
   }
   if (self->mesh_configured())

@@ -469,10 +469,10 @@ asio::awaitable<core::Result<std::optional<std::vector<std::string>>>> HttpToken
     }
     if (done_) {
       // The answer is complete: the reply need not wait for the end of the HTTP body.
-      finished_ = true;
-      probe_->request_done(op_, "ok");
+      auto body = std::move(body_);
+      finish("ok");
       const asio::any_io_executor executor = co_await asio::this_coro::executor;
-      asio::co_spawn(executor, drain_after_done(std::move(body_)), asio::detached);
+      asio::co_spawn(executor, drain_after_done(std::move(body)), asio::detached);
       if (!tokens.empty()) co_return std::optional<std::vector<std::string>>(std::move(tokens));
       co_return std::nullopt;
     }
