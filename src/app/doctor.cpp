@@ -10,7 +10,9 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include "agent/agent.h"
 #include "core/log.h"
+#include "ide/service.h"
 #include "model/provider.h"
 #include "net/client.h"
 #include "sandbox/sandbox.h"
@@ -142,27 +144,29 @@ Check check_model(const core::Config& config) {
   return c;
 }
 
-// COORDINATOR_URL may list several (the agent fails over): each must answer /health.
+// The coordinators the mode would use, as the agent or the IDE provider reads them: each must
+// answer /health (an agent fails over between several).
 Check check_coordinator(const core::Config& config) {
-  const std::string urls = config.settings.get_or("COORDINATOR_URL", "");
-  if (urls.empty()) {
-    if (config.mode == core::Mode::agent) {
-      return failed("coordinator", "COORDINATOR_URL is not set",
-                    "set COORDINATOR_URL to the coordinator's base URL (http://host:4301)");
+  std::vector<std::string> urls;
+  if (config.mode == core::Mode::agent) {
+    auto options = agent::agent_options_from(config);
+    if (!options) {
+      return failed("coordinator", options.error().detail, "correct the setting named above");
     }
-    return skipped("coordinator", "COORDINATOR_URL is not set (the mesh route is off)");
+    urls = options->coordinator_urls;
+  } else {
+    auto options = ide::ide_options_from(config);
+    if (!options) {
+      return failed("coordinator", options.error().detail, "correct the setting named above");
+    }
+    if (options->coordinator_url.empty()) {
+      return skipped("coordinator", "COORDINATOR_URL is not set (the mesh route is off)");
+    }
+    urls = {options->coordinator_url};
   }
   Check c;
   c.name = "coordinator";
-  std::size_t start = 0;
-  while (start <= urls.size()) {
-    const std::size_t comma = std::min(urls.find(',', start), urls.size());
-    std::string url = urls.substr(start, comma - start);
-    start = comma + 1;
-    url.erase(0, url.find_first_not_of(' '));
-    url.erase(url.find_last_not_of(' ') + 1);
-    while (!url.empty() && url.back() == '/') url.pop_back();
-    if (url.empty()) continue;
+  for (const auto& url : urls) {
     net::ClientRequest request;
     request.url = url + "/health";
     net::ClientOptions options;
