@@ -377,44 +377,29 @@ int main(int argc, char** argv) {
       for (const auto& f : runs) v.push_back(f.*field);
       return median(v) / 1000;
     };
-    std::printf(
-        "streams=%-3d MEDIAN  TTFT: direct p50 %.3f p99 %.3f, relay p50 %.3f p99 %.3f, added "
-        "p50 %.3f p99 %.3f\n",
-        streams, med(&Figures::direct_ttft_p50), med(&Figures::direct_ttft_p99),
-        med(&Figures::relay_ttft_p50), med(&Figures::relay_ttft_p99),
-        med(&Figures::relay_ttft_p50) - med(&Figures::direct_ttft_p50),
-        med(&Figures::relay_ttft_p99) - med(&Figures::direct_ttft_p99));
-    std::printf(
-        "streams=%-3d MEDIAN  per token: direct p50 %.3f p99 %.3f, relay p50 %.3f p99 %.3f, "
-        "added p50 %.3f p99 %.3f\n",
-        streams, med(&Figures::direct_tok_p50), med(&Figures::direct_tok_p99),
-        med(&Figures::relay_tok_p50), med(&Figures::relay_tok_p99),
-        med(&Figures::relay_tok_p50) - med(&Figures::direct_tok_p50),
-        med(&Figures::relay_tok_p99) - med(&Figures::direct_tok_p99));
-    std::printf(
-        "streams=%-3d MEDIAN  total: direct p50 %.3f p99 %.3f, relay p50 %.3f p99 %.3f, added "
-        "p50 %.3f p99 %.3f\n",
-        streams, med(&Figures::direct_total_p50), med(&Figures::direct_total_p99),
-        med(&Figures::relay_total_p50), med(&Figures::relay_total_p99),
-        med(&Figures::relay_total_p50) - med(&Figures::direct_total_p50),
-        med(&Figures::relay_total_p99) - med(&Figures::direct_total_p99));
-    std::printf(
-        "streams=%-3d MEDIAN  end after last token: direct p50 %.3f p99 %.3f, relay p50 %.3f p99 "
-        "%.3f, added p50 %.3f p99 %.3f\n",
-        streams, med(&Figures::direct_end_p50), med(&Figures::direct_end_p99),
-        med(&Figures::relay_end_p50), med(&Figures::relay_end_p99),
-        med(&Figures::relay_end_p50) - med(&Figures::direct_end_p50),
-        med(&Figures::relay_end_p99) - med(&Figures::direct_end_p99));
-    std::printf(
-        "streams=%-3d MEDIAN  start (request start -> first token sent): direct p50 %.3f, relay "
-        "p50 %.3f, added p50 %.3f\n",
-        streams, med(&Figures::direct_start_p50), med(&Figures::relay_start_p50),
-        med(&Figures::relay_start_p50) - med(&Figures::direct_start_p50));
-    std::printf(
-        "streams=%-3d MEDIAN  span (first token sent -> last token sent): direct p50 %.3f, relay "
-        "p50 %.3f, added p50 %.3f\n",
-        streams, med(&Figures::direct_span_p50), med(&Figures::relay_span_p50),
-        med(&Figures::relay_span_p50) - med(&Figures::direct_span_p50));
+    // One summary line: direct, relay and added, each p50 and (where measured) p99.
+    auto line = [&](const char* what, double Figures::*direct50, double Figures::*relay50,
+                    double Figures::*direct99 = nullptr, double Figures::*relay99 = nullptr) {
+      std::printf("streams=%-3d MEDIAN  %s: direct p50 %.3f", streams, what, med(direct50));
+      if (direct99 != nullptr) std::printf(" p99 %.3f", med(direct99));
+      std::printf(", relay p50 %.3f", med(relay50));
+      if (relay99 != nullptr) std::printf(" p99 %.3f", med(relay99));
+      std::printf(", added p50 %.3f", med(relay50) - med(direct50));
+      if (direct99 != nullptr) std::printf(" p99 %.3f", med(relay99) - med(direct99));
+      std::printf("\n");
+    };
+    line("TTFT", &Figures::direct_ttft_p50, &Figures::relay_ttft_p50, &Figures::direct_ttft_p99,
+         &Figures::relay_ttft_p99);
+    line("per token", &Figures::direct_tok_p50, &Figures::relay_tok_p50, &Figures::direct_tok_p99,
+         &Figures::relay_tok_p99);
+    line("total", &Figures::direct_total_p50, &Figures::relay_total_p50, &Figures::direct_total_p99,
+         &Figures::relay_total_p99);
+    line("end after last token", &Figures::direct_end_p50, &Figures::relay_end_p50,
+         &Figures::direct_end_p99, &Figures::relay_end_p99);
+    line("start (request start -> first token sent)", &Figures::direct_start_p50,
+         &Figures::relay_start_p50);
+    line("span (first token sent -> last token sent)", &Figures::direct_span_p50,
+         &Figures::relay_span_p50);
   }
   return 0;
 }
