@@ -1153,6 +1153,42 @@ class SqlStore final : public Store {
     return out;
   }
 
+  // ---- mesh settings ----
+
+  Result<std::optional<MeshSetting>> get_mesh_setting(const std::string& key) override {
+    std::optional<MeshSetting> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT key, value, updated_by, updated_at_ms FROM mesh_settings WHERE key = $1", {key});
+      if (!rows) return rows.error();
+      out.reset();
+      if (!rows->empty()) {
+        const auto& row = rows->at(0);
+        out = MeshSetting{row.s(0), row.s(1), row.s(2), row.i(3)};
+      }
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<MeshSetting> put_mesh_setting(const std::string& key, const std::string& value,
+                                       const std::string& updated_by) override {
+    if (key.empty()) return sql_invalid("mesh setting key is empty");
+    MeshSetting out{key, value, updated_by, now()};
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "INSERT INTO mesh_settings (key, value, updated_by, updated_at_ms) VALUES ($1, $2, $3, "
+          "$4) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_by = "
+          "excluded.updated_by, updated_at_ms = excluded.updated_at_ms",
+          {out.key, out.value, out.updated_by, out.updated_at_ms});
+      if (!rows) return rows.error();
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
  private:
   std::int64_t now() const { return clock_(); }
 

@@ -183,6 +183,18 @@ class AuditStore {
   virtual Result<std::vector<AuditRecord>> list_audit(std::int64_t after_id, int limit) = 0;
 };
 
+// Coordinator: mesh-wide settings an operator changes at run time (the network mode), shared by
+// every coordinator on the store.
+class MeshSettingsStore {
+ public:
+  virtual ~MeshSettingsStore() = default;
+  // nullopt when the setting was never stored.
+  virtual Result<std::optional<MeshSetting>> get_mesh_setting(const std::string& key) = 0;
+  // Inserts or replaces it (updated_at_ms = now). invalid_argument for an empty key.
+  virtual Result<MeshSetting> put_mesh_setting(const std::string& key, const std::string& value,
+                                               const std::string& updated_by) = 0;
+};
+
 enum class Backend { sqlite, postgres };
 std::string_view backend_name(Backend backend);
 
@@ -208,7 +220,8 @@ class Store : public AgentStore,
               public TaskStore,
               public BlacklistStore,
               public LedgerStore,
-              public AuditStore {
+              public AuditStore,
+              public MeshSettingsStore {
  public:
   ~Store() override = default;
 
@@ -333,5 +346,13 @@ Result<std::optional<std::int64_t>> retention_cutoff_ms(const core::Config& conf
 
 // The error every backend returns while its database cannot be reached.
 core::Error store_unavailable(std::string detail);
+
+// `clock`, or the system clock (milliseconds since the epoch) when it is empty: what services
+// keep beside their store so that tests can move time for both.
+std::function<std::int64_t()> clock_or_system(std::function<std::int64_t()> clock);
+
+// A service's readiness as far as its store goes: an error naming the store when the database
+// does not answer (what /ready reports).
+core::Result<void> check_ready(Store& store);
 
 }  // namespace edgecoder::store

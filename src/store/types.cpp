@@ -87,6 +87,16 @@ core::Error store_unavailable(std::string detail) {
   return core::Error(core::Errc::unavailable, "store_unavailable", std::move(detail));
 }
 
+std::function<std::int64_t()> clock_or_system(std::function<std::int64_t()> clock) {
+  if (clock) return clock;
+  return sql::system_now_ms;
+}
+
+core::Result<void> check_ready(Store& store) {
+  if (store.ready()) return {};
+  return store_unavailable("the store does not answer: " + store.describe());
+}
+
 namespace sql {
 
 std::int64_t Row::i(std::size_t n) const {

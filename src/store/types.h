@@ -312,6 +312,15 @@ struct AuditRecord {
   std::string detail_json = "{}";
 };
 
+// ---- mesh settings (coordinator) ----
+
+struct MeshSetting {
+  std::string key;
+  std::string value;
+  std::string updated_by;
+  std::int64_t updated_at_ms = 0;
+};
+
 // ---- retention ----
 
 struct PruneCounts {

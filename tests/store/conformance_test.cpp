@@ -451,6 +451,22 @@ TEST_P(StoreConformance, AuditLog) {
   EXPECT_EQ(store_->append_audit(rec).error().code, core::Errc::invalid_argument);
 }
 
+TEST_P(StoreConformance, MeshSettingsAreStoredAndReplaced) {
+  auto missing = store_->get_mesh_setting("network_mode");
+  ASSERT_TRUE(missing);
+  EXPECT_FALSE(missing->has_value());
+  ASSERT_TRUE(store_->put_mesh_setting("network_mode", "enterprise_overlay", "operator"));
+  clock_->now_ms += 5;
+  ASSERT_TRUE(store_->put_mesh_setting("network_mode", "public_mesh", "operator-2"));
+  auto got = store_->get_mesh_setting("network_mode");
+  ASSERT_TRUE(got && got->has_value());
+  EXPECT_EQ((*got)->value, "public_mesh");
+  EXPECT_EQ((*got)->updated_by, "operator-2");
+  EXPECT_EQ((*got)->updated_at_ms, clock_->now_ms.load());
+  EXPECT_EQ(store_->put_mesh_setting("", "x", "operator").error().code,
+            core::Errc::invalid_argument);
+}
+
 TEST_P(StoreConformance, PruneRemovesOldCompletedTasksKeepsLedgerAndOpenTasks) {
   ASSERT_TRUE(store_->create_task(task("old", {sub("o1")})));
   ASSERT_TRUE(store_->create_task(task("open", {sub("p1")})));
