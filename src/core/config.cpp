@@ -212,6 +212,12 @@ constexpr std::array kConfigSettings = {
                 "Agent: registration token from the portal or an operator (approves the agent).",
                 true},
     SettingSpec{"ADMIN_API_TOKEN", "", "Operator credential (x-admin-token or Bearer).", true},
+    SettingSpec{"ALLOWED_ADMIN_IPS", "",
+                "Operator routes (control plane, coordinator /admin/*): comma-separated IP "
+                "addresses or CIDR ranges allowed to call them; empty = any address."},
+    SettingSpec{"TRUSTED_PROXIES", "",
+                "Comma-separated IP addresses or CIDR ranges of reverse proxies whose "
+                "X-Forwarded-For is believed for ALLOWED_ADMIN_IPS; empty = none."},
     SettingSpec{"INFERENCE_AUTH_TOKEN", "", "Credential for inference routes (x-inference-token).",
                 true},
     SettingSpec{"PORTAL_SERVICE_TOKEN", "",

@@ -201,11 +201,7 @@ namespace {
 std::optional<net::Response> check_key(const IdeService::Impl& self, const net::Request& r) {
   if (self.options.api_key.empty()) return std::nullopt;
   if (r.path == "/health" || r.path == "/ready") return std::nullopt;
-  std::string_view presented;
-  if (auto auth = r.header("authorization")) {
-    std::string_view a = *auth;
-    if (a.size() > 7 && net::iequals(a.substr(0, 7), "bearer ")) presented = a.substr(7);
-  }
+  std::string_view presented = net::bearer_token(r);
   if (presented.empty()) {
     if (auto key = r.header("x-api-key")) presented = *key;
   }

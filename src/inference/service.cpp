@@ -110,15 +110,6 @@ bool service_accepts_only_json(const net::Request& request) {
          accept->find("*/*") == std::string_view::npos;
 }
 
-std::string_view service_bearer(const net::Request& request) {
-  auto auth = request.header("authorization");
-  constexpr std::string_view kPrefix = "Bearer ";
-  if (!auth || auth->size() <= kPrefix.size() || !net::iequals(auth->substr(0, 7), kPrefix)) {
-    return {};
-  }
-  return auth->substr(kPrefix.size());
-}
-
 }  // namespace service_detail
 
 struct InferenceService::Impl {
@@ -997,7 +988,7 @@ void InferenceService::add_routes(net::Router& router) {
       return std::nullopt;
     }
     if (!impl->options.metrics_token.empty() &&
-        !core::crypto::constant_time_equal(service_detail::service_bearer(request),
+        !core::crypto::constant_time_equal(net::bearer_token(request),
                                            impl->options.metrics_token)) {
       return std::nullopt;
     }

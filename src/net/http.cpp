@@ -116,6 +116,34 @@ Response Response::text(int status, std::string body, std::string content_type) 
   return r;
 }
 
+std::string percent_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                            (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~';
+    if (unreserved) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+std::string_view bearer_token(const Request& request) {
+  auto auth = request.header("authorization");
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (!auth || auth->size() <= kPrefix.size() ||
+      !iequals(auth->substr(0, kPrefix.size()), kPrefix)) {
+    return {};
+  }
+  return auth->substr(kPrefix.size());
+}
+
 Response Response::error(int status, std::string_view code, std::string_view detail) {
   nlohmann::json body = {{"error", code}};
   if (!detail.empty()) {

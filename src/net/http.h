@@ -46,6 +46,14 @@ struct Request {
   std::string param(std::string_view name) const;
 };
 
+// `text` with every byte but the RFC 3986 unreserved ones percent-encoded: safe as one path
+// segment or query value.
+std::string percent_encode(std::string_view text);
+
+// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive); empty when
+// there is none.
+std::string_view bearer_token(const Request& request);
+
 // Sink for a streamed (chunked) response body. Owned by the connection.
 class BodyWriter {
  public:

@@ -21,15 +21,6 @@ bool standard_routes_accepts_only_json(const Request& request) {
          accept->find("*/*") == std::string_view::npos;
 }
 
-std::string_view standard_routes_bearer(const Request& request) {
-  auto auth = request.header("authorization");
-  constexpr std::string_view kPrefix = "Bearer ";
-  if (!auth || auth->size() <= kPrefix.size() || !iequals(auth->substr(0, 7), kPrefix)) {
-    return {};
-  }
-  return auth->substr(kPrefix.size());
-}
-
 }  // namespace
 
 void add_standard_routes(Router& router, StandardRoutes routes) {
@@ -65,8 +56,7 @@ void add_standard_routes(Router& router, StandardRoutes routes) {
 
   router.add_sync("GET", "/metrics", [shared](const Request& request) {
     if (!shared->metrics_token.empty() &&
-        !core::crypto::constant_time_equal(standard_routes_bearer(request),
-                                           shared->metrics_token)) {
+        !core::crypto::constant_time_equal(bearer_token(request), shared->metrics_token)) {
       Response r = Response::error(401, "unauthorized",
                                    "/metrics needs Authorization: Bearer "
                                    "<METRICS_TOKEN>");
