@@ -1,5 +1,9 @@
-// Operator routes (admin token): agent approval and registration tokens. A registration token is
-// shown once, when created; the store keeps only its SHA-256.
+// Operator routes (admin token): agent approval, registration tokens, the network mode and
+// credit accounts. A registration token is shown once, when created; the store keeps only its
+// SHA-256. The control plane changes mesh state only through these routes.
+#include <cmath>
+#include <cstdlib>
+
 #include "api/json_reader.h"
 #include "coordinator/service.h"
 #include "core/crypto.h"
@@ -105,6 +109,137 @@ asio::awaitable<net::Response> admin_revoke_token(ServicePtr svc, net::Request r
   co_return net::Response::json(200, {{"ok", true}, {"token", token_json(*tok)}});
 }
 
+asio::awaitable<net::Response> admin_get_network_mode(ServicePtr svc, net::Request) {
+  store::Store* st = svc->store.get();
+  auto call = st->run([st] { return st->get_mesh_setting(kNetworkModeSetting); });
+  auto stored = co_await std::move(call);
+  if (!stored) co_return net::Response::error(stored.error());
+  nlohmann::json out = {{"networkMode", svc->network_mode()}};
+  if (*stored) {
+    out["source"] = "operator";
+    out["updatedBy"] = (*stored)->updated_by;
+    out["updatedAtMs"] = (*stored)->updated_at_ms;
+  } else {
+    out["source"] = "NETWORK_MODE";
+  }
+  co_return net::Response::json(200, out);
+}
+
+asio::awaitable<net::Response> admin_set_network_mode(ServicePtr svc, net::Request request) {
+  auto body = json_body(request);
+  if (!body) co_return net::Response::error(body.error());
+  api::JsonReader r(*body);
+  std::string mode = r.one_of("networkMode", {"public_mesh", "enterprise_overlay"}, "", true);
+  if (!r.ok()) co_return net::Response::error(*r.error());
+  store::Store* st = svc->store.get();
+  auto call =
+      st->run([st, mode] { return st->put_mesh_setting(kNetworkModeSetting, mode, "operator"); });
+  auto stored = co_await std::move(call);
+  if (!stored) co_return net::Response::error(stored.error());
+  svc->set_network_mode(mode == "enterprise_overlay");
+  core::log::info("coordinator", "network_mode_changed", {{"networkMode", mode}});
+  co_return net::Response::json(
+      200, {{"ok", true}, {"networkMode", mode}, {"updatedAtMs", stored->updated_at_ms}});
+}
+
+// Account ids as the ledger keys them: agent ids, account names, e-mail-like ids.
+bool valid_account_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.' || c == ':' || c == '@';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+double credits_of(std::int64_t millicredits) { return static_cast<double>(millicredits) / 1000.0; }
+
+nlohmann::json ledger_json(const store::LedgerEntry& e) {
+  nlohmann::json j = {{"seq", e.seq},       {"txId", e.tx_id},
+                      {"kind", e.kind},     {"credits", credits_of(e.amount_millicredits)},
+                      {"reason", e.reason}, {"createdAtMs", e.created_at_ms}};
+  if (!e.task_id.empty()) j["taskId"] = e.task_id;
+  return j;
+}
+
+net::Response bad_account(const std::string& id) {
+  return error_response(400, "invalid_account_id",
+                        "account id '" + id.substr(0, 64) +
+                            "': expected 1-128 characters of letters, digits and - _ . : @");
+}
+
+asio::awaitable<net::Response> admin_get_credits(ServicePtr svc, net::Request request) {
+  const std::string account = request.param("accountId");
+  if (!valid_account_id(account)) co_return bad_account(account);
+  std::size_t limit = 100;
+  if (auto l = request.query_param("limit")) {
+    char* end = nullptr;
+    const long v = std::strtol(l->c_str(), &end, 10);
+    if (l->empty() || *end != '\0' || v < 1 || v > 1000) {
+      co_return net::Response::error(api::invalid_request("limit: expected 1..1000"));
+    }
+    limit = static_cast<std::size_t>(v);
+  }
+  store::Store* st = svc->store.get();
+  auto call = st->run([st, account] { return st->list_ledger(account, 0, 0); });
+  auto entries = co_await std::move(call);
+  if (!entries) co_return net::Response::error(entries.error());
+  std::int64_t balance = 0;
+  for (const auto& e : *entries) balance += e.amount_millicredits;
+  nlohmann::json history = nlohmann::json::array();
+  for (auto it = entries->rbegin(); it != entries->rend() && history.size() < limit; ++it) {
+    history.push_back(ledger_json(*it));
+  }
+  co_return net::Response::json(200, {{"accountId", account},
+                                      {"balance", credits_of(balance)},
+                                      {"entries", entries->size()},
+                                      {"history", history}});
+}
+
+asio::awaitable<net::Response> admin_adjust_credits(ServicePtr svc, net::Request request) {
+  const std::string account = request.param("accountId");
+  if (!valid_account_id(account)) co_return bad_account(account);
+  auto body = json_body(request);
+  if (!body) co_return net::Response::error(body.error());
+  api::JsonReader r(*body);
+  std::string reason = r.str("reason", true, 3, 500);
+  std::string tx_id = r.str("txId", false, 0, 128);
+  if (!r.ok()) co_return net::Response::error(*r.error());
+  const auto credits = body->find("credits");
+  if (credits == body->end() || !credits->is_number()) {
+    co_return net::Response::error(api::invalid_request("credits: expected a number"));
+  }
+  const double amount = credits->get<double>();
+  const double millis = std::round(amount * 1000.0);
+  if (!std::isfinite(amount) || millis == 0 || std::fabs(millis) > 1e12) {
+    co_return net::Response::error(api::invalid_request(
+        "credits: expected a non-zero amount of at most 1e9 credits (3 decimals)"));
+  }
+  store::LedgerEntry entry;
+  entry.tx_id = tx_id.empty() ? "adjust-" + new_uuid() : "adjust-" + tx_id;
+  entry.account_id = account;
+  entry.kind = "adjust";
+  entry.amount_millicredits = static_cast<std::int64_t>(millis);
+  entry.reason = reason;
+  store::Store* st = svc->store.get();
+  auto call = st->run([st, entry]() -> core::Result<std::int64_t> {
+    auto appended = st->append_ledger(entry);
+    if (!appended) return appended.error();
+    return st->balance(entry.account_id);
+  });
+  auto balance = co_await std::move(call);
+  if (!balance) co_return net::Response::error(balance.error());
+  core::log::info("coordinator", "credits_adjusted",
+                  {{"account", account}, {"millicredits", entry.amount_millicredits}});
+  co_return net::Response::json(200, {{"ok", true},
+                                      {"accountId", account},
+                                      {"txId", entry.tx_id},
+                                      {"credits", credits_of(entry.amount_millicredits)},
+                                      {"reason", entry.reason},
+                                      {"balance", credits_of(*balance)}});
+}
+
 }  // namespace detail
 
 void add_admin_routes(net::Router& router, ServicePtr svc) {
@@ -123,6 +258,14 @@ void add_admin_routes(net::Router& router, ServicePtr svc) {
              [svc](net::Request r) { return detail::admin_create_token(svc, std::move(r)); });
   router.add("GET", "/admin/registration-tokens",
              [svc](net::Request r) { return detail::admin_list_tokens(svc, std::move(r)); });
+  router.add("GET", "/admin/network/mode",
+             [svc](net::Request r) { return detail::admin_get_network_mode(svc, std::move(r)); });
+  router.add("POST", "/admin/network/mode",
+             [svc](net::Request r) { return detail::admin_set_network_mode(svc, std::move(r)); });
+  router.add("GET", "/admin/credits/:accountId",
+             [svc](net::Request r) { return detail::admin_get_credits(svc, std::move(r)); });
+  router.add("POST", "/admin/credits/:accountId/adjust",
+             [svc](net::Request r) { return detail::admin_adjust_credits(svc, std::move(r)); });
   for (const char* method : {"POST", "DELETE"}) {
     std::string path = std::string("/admin/registration-tokens/:tokenId") +
                        (std::string_view(method) == "POST" ? "/revoke" : "");

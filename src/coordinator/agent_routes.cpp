@@ -15,20 +15,6 @@ net::Response agent_unknown(const std::string& agent_id) {
                         {{"reason", "agent_not_registered"}});
 }
 
-net::Response agent_not_approved(const store::Agent& agent) {
-  std::string approval(store::approval_name(agent.approval));
-  return error_response(
-      403, "agent_not_approved",
-      "agent " + agent.info.id + " is " + approval +
-          (agent.approval == store::Approval::pending
-               ? "; an operator must approve it or it must register with a "
-                 "registration token"
-               : ""),
-      {{"approval", approval},
-       {"reason", agent.approval == store::Approval::pending ? "awaiting_operator_approval"
-                                                             : "denied_by_operator"}});
-}
-
 // Adds updatedAtMs when the agent did not stamp its telemetry.
 std::string telemetry_text(const std::optional<nlohmann::json>& telemetry, std::int64_t now) {
   if (!telemetry) return "";
@@ -91,7 +77,7 @@ asio::awaitable<net::Response> agent_register(ServicePtr svc, net::Request reque
   if (!q.registration_token.empty()) {
     reg.token_hash = core::crypto::sha256_hex(q.registration_token);
   }
-  reg.auto_approve = svc->options.auto_approve && mesh_ok;
+  reg.auto_approve = svc->options.auto_approve && mesh_ok && !svc->enterprise_overlay();
   store::Store* st = svc->store.get();
   auto call = st->run([st, reg] { return st->register_agent(reg); });
   auto outcome = co_await std::move(call);
@@ -118,12 +104,12 @@ asio::awaitable<net::Response> agent_register(ServicePtr svc, net::Request reque
                         {"approval", store::approval_name(agent.approval)},
                         {"languages", agent_languages(agent)},
                         {"sandboxMode", agent.info.sandbox_mode}};
-  if (agent.approval == store::Approval::approved) {
+  if (auto reason = refusal_reason(*svc, agent)) {
+    out["accepted"] = false;
+    out["reason"] = *reason;
+  } else {
     out["accepted"] = true;
     if (!svc->options.mesh_token.empty()) out["meshToken"] = svc->options.mesh_token;
-  } else {
-    out["accepted"] = false;
-    out["reason"] = "awaiting_operator_approval";
   }
   co_return net::Response::json(200, out);
 }
@@ -148,7 +134,7 @@ asio::awaitable<net::Response> agent_heartbeat(ServicePtr svc, net::Request requ
     co_return net::Response::error(outcome.error());
   }
   const store::Agent& agent = outcome->agent;
-  if (agent.approval != store::Approval::approved) co_return agent_not_approved(agent);
+  if (auto refused = refuse_agent(*svc, agent)) co_return std::move(*refused);
   auto telemetry = nlohmann::json::parse(agent.info.telemetry_json, nullptr, false);
   PowerInputs in{agent.info.os, telemetry.is_object() ? telemetry : nlohmann::json(),
                  agent.last_claim_ms, svc->now()};
@@ -179,7 +165,7 @@ asio::awaitable<net::Response> agent_pull(ServicePtr svc, net::Request request) 
     if (agent.error().code == core::Errc::not_found) co_return agent_unknown(agent_id);
     co_return net::Response::error(agent.error());
   }
-  if (agent->approval != store::Approval::approved) co_return agent_not_approved(*agent);
+  if (auto refused = refuse_agent(*svc, *agent)) co_return std::move(*refused);
   auto telemetry = nlohmann::json::parse(agent->info.telemetry_json, nullptr, false);
   PowerInputs in{agent->info.os, telemetry.is_object() ? telemetry : nlohmann::json(),
                  agent->last_claim_ms, svc->now()};
@@ -239,7 +225,7 @@ asio::awaitable<net::Response> agent_result(ServicePtr svc, net::Request request
     if (agent.error().code == core::Errc::not_found) co_return agent_unknown(agent_id);
     co_return net::Response::error(agent.error());
   }
-  if (agent->approval != store::Approval::approved) co_return agent_not_approved(*agent);
+  if (auto refused = refuse_agent(*svc, *agent)) co_return std::move(*refused);
   auto call = st->run([st, report] { return st->record_result(report); });
   auto outcome = co_await std::move(call);
   if (!outcome) {

@@ -18,25 +18,9 @@ core::Result<std::int64_t> options_int(const core::Config& config, std::string_v
   return config.settings.get_int(name, min, max);
 }
 
-std::string_view options_bearer(const net::Request& request) {
-  auto auth = request.header("authorization");
-  constexpr std::string_view kPrefix = "Bearer ";
-  if (!auth || auth->size() <= kPrefix.size() || !net::iequals(auth->substr(0, 7), kPrefix)) {
-    return {};
-  }
-  return auth->substr(kPrefix.size());
-}
-
 bool token_ok(const Service& svc, std::string_view presented, const std::string& expected) {
   if (expected.empty()) return svc.options.insecure_dev;
   return core::crypto::constant_time_equal(presented, expected);
-}
-
-bool has_admin_token(const Service& svc, const net::Request& request) {
-  auto header = request.header("x-admin-token");
-  if (header && token_ok(svc, *header, svc.options.admin_token)) return true;
-  auto bearer = options_bearer(request);
-  return !bearer.empty() && token_ok(svc, bearer, svc.options.admin_token);
 }
 
 enum class RouteRole { open, self_authenticating, mesh, admin };
@@ -60,10 +44,7 @@ net::Middleware make_auth_middleware(std::shared_ptr<const Service> svc) {
       case RouteRole::self_authenticating:
         return std::nullopt;
       case RouteRole::admin:
-        if (has_admin_token(*svc, request)) return std::nullopt;
-        return error_response(401, "admin_unauthorized",
-                              "operator routes need x-admin-token (or Authorization: Bearer) "
-                              "with ADMIN_API_TOKEN");
+        return net::check_operator(svc->options.operator_gate, request);
       case RouteRole::mesh:
         if (has_mesh_token(*svc, request)) return std::nullopt;
         return error_response(401, "mesh_unauthorized",
@@ -79,7 +60,9 @@ core::Result<CoordinatorOptions> coordinator_options(const core::Config& config)
   CoordinatorOptions o;
   const auto& s = config.settings;
   o.mesh_token = s.get_or("MESH_AUTH_TOKEN", "");
-  o.admin_token = s.get_or("ADMIN_API_TOKEN", "");
+  auto gate = net::operator_gate(config);
+  if (!gate) return gate.error();
+  o.operator_gate = std::move(*gate);
   o.inference_token = s.get_or("INFERENCE_AUTH_TOKEN", "");
   o.insecure_dev = config.insecure_dev;
   auto auto_approve = s.get_bool("AUTO_APPROVE_AGENTS");
@@ -139,11 +122,7 @@ Service::Service(CoordinatorOptions opts, std::unique_ptr<store::Store> st,
     : options(std::move(opts)),
       store(std::move(st)),
       http(std::make_unique<net::HttpClient>(io.get_executor())),
-      clock_(clock ? std::move(clock) : std::function<std::int64_t()>([] {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-            .count();
-      })) {
+      clock_(store::clock_or_system(std::move(clock))) {
   auto counter = [&registry](std::string_view name, std::string_view help,
                              core::metrics::Labels labels = {}) {
     return &registry.counter(name, help, labels);
@@ -170,7 +149,22 @@ Service::Service(CoordinatorOptions opts, std::unique_ptr<store::Store> st,
 
 Service::~Service() { stop(); }
 
+std::string_view Service::network_mode() const {
+  return enterprise_overlay() ? "enterprise_overlay" : "public_mesh";
+}
+
+void Service::refresh_network_mode() {
+  auto stored = store->get_mesh_setting(kNetworkModeSetting);
+  if (!stored) {
+    core::log::warn("coordinator", "network_mode_read_failed", {{"detail", stored.error().detail}});
+    return;
+  }
+  const std::string& mode = *stored ? (*stored)->value : options.network_mode;
+  set_network_mode(mode == "enterprise_overlay");
+}
+
 void Service::start(std::optional<std::int64_t> retention_ms) {
+  refresh_network_mode();
   sweeper_ = std::thread([this, retention_ms] { sweeper_loop(retention_ms); });
 }
 
@@ -204,6 +198,7 @@ void Service::sweeper_loop(std::optional<std::int64_t> retention_ms) {
   while (!stopping_) {
     lock.unlock();
     sweep_once();
+    refresh_network_mode();
     if (retention_ms && std::chrono::steady_clock::now() >= next_prune) {
       next_prune += std::chrono::milliseconds(options.prune_interval_ms);
       auto pruned = store->prune(now() - *retention_ms);
@@ -234,6 +229,39 @@ core::Result<nlohmann::json> json_body(const net::Request& request) {
 bool has_mesh_token(const Service& svc, const net::Request& request) {
   auto header = request.header("x-mesh-token");
   return token_ok(svc, header ? *header : std::string_view(), svc.options.mesh_token);
+}
+
+std::optional<std::string_view> refusal_reason(const Service& svc, const store::Agent& agent) {
+  switch (agent.approval) {
+    case store::Approval::pending:
+      return "awaiting_operator_approval";
+    case store::Approval::denied:
+      return "denied_by_operator";
+    case store::Approval::approved:
+      break;
+  }
+  // The store names how an agent was approved: "operator", "registration-token:<id>" or
+  // "auto-approve" (AUTO_APPROVE_AGENTS with the mesh token).
+  if (svc.enterprise_overlay() && agent.approval_actor == "auto-approve") {
+    return "enterprise_overlay_requires_approval";
+  }
+  return std::nullopt;
+}
+
+std::optional<net::Response> refuse_agent(const Service& svc, const store::Agent& agent) {
+  auto reason = refusal_reason(svc, agent);
+  if (!reason) return std::nullopt;
+  std::string approval(store::approval_name(agent.approval));
+  std::string detail = "agent " + agent.info.id + " is " + approval;
+  if (*reason == "awaiting_operator_approval") {
+    detail += "; an operator must approve it or it must register with a registration token";
+  } else if (*reason == "enterprise_overlay_requires_approval") {
+    detail +=
+        " only by AUTO_APPROVE_AGENTS; this mesh is an enterprise overlay, which serves agents "
+        "approved by an operator or a registration token";
+  }
+  return error_response(403, "agent_not_approved", detail,
+                        {{"approval", approval}, {"reason", *reason}});
 }
 
 std::string new_uuid() {
@@ -280,6 +308,8 @@ nlohmann::json agent_json(const Service& svc, const store::Agent& a) {
       {"modelSwapInProgress", runtime.value("modelSwapInProgress", false)},
       {"approval", store::approval_name(a.approval)},
       {"approvalChangedAtMs", a.approval_changed_at_ms},
+      {"approvedBy", a.approval == store::Approval::approved ? a.approval_actor : ""},
+      {"served", !refusal_reason(svc, a).has_value()},
       {"registeredAtMs", a.registered_at_ms},
       {"lastSeenMs", a.last_seen_ms},
       {"online", svc.now() - a.last_seen_ms <= svc.options.agent_online_ms},
@@ -307,7 +337,7 @@ core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context&
   std::optional<std::int64_t> retention_ms;
   if (*retention) retention_ms = -**retention;  // cutoff for now=0 is -retention
 
-  if (options->mesh_token.empty() || options->admin_token.empty()) {
+  if (options->mesh_token.empty() || options->operator_gate.token.empty()) {
     core::log::warn("coordinator", "INSECURE_DEV_MODE",
                     {{"detail", "a token is unset: its routes accept every caller"}});
   }
@@ -330,11 +360,7 @@ core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context&
   m.ready_check = [weak]() -> core::Result<void> {
     auto s = weak.lock();
     if (!s) return core::Error(core::Errc::unavailable, "stopped", "coordinator stopped");
-    if (!s->store->ready()) {
-      return core::Error(core::Errc::unavailable, "store_unavailable",
-                         "the store does not answer: " + s->store->describe());
-    }
-    return {};
+    return store::check_ready(*s->store);
   };
   m.on_drain = [weak] {
     if (auto s = weak.lock()) s->stop();

@@ -21,6 +21,7 @@
 #include "core/metrics.h"
 #include "core/result.h"
 #include "net/client.h"
+#include "net/client_address.h"
 #include "net/router.h"
 #include "store/store.h"
 
@@ -29,12 +30,12 @@ namespace edgecoder::coordinator {
 namespace asio = boost::asio;
 
 struct CoordinatorOptions {
-  std::string mesh_token;       // MESH_AUTH_TOKEN
-  std::string admin_token;      // ADMIN_API_TOKEN
-  std::string inference_token;  // INFERENCE_AUTH_TOKEN
-  bool insecure_dev = false;    // empty tokens then let everyone in (said in the log)
-  bool auto_approve = false;    // AUTO_APPROVE_AGENTS
-  std::string inference_url;    // INFERENCE_URL, default http://127.0.0.1:<INFERENCE_PORT>
+  std::string mesh_token;           // MESH_AUTH_TOKEN
+  net::OperatorGate operator_gate;  // ADMIN_API_TOKEN, ALLOWED_ADMIN_IPS, TRUSTED_PROXIES
+  std::string inference_token;      // INFERENCE_AUTH_TOKEN
+  bool insecure_dev = false;        // empty tokens then let everyone in (said in the log)
+  bool auto_approve = false;        // AUTO_APPROVE_AGENTS
+  std::string inference_url;        // INFERENCE_URL, default http://127.0.0.1:<INFERENCE_PORT>
   std::int64_t lease_budget_ms = 60'000;
   std::int64_t sweep_interval_ms = 1'000;
   int max_attempts = 3;
@@ -82,6 +83,14 @@ class Service {
   // One expiry pass (also what the sweeper runs).
   void sweep_once();
 
+  // The network mode in force: the operator's stored choice, else NETWORK_MODE. The sweeper
+  // re-reads it from the store, so every coordinator on a shared store follows a change within
+  // one sweep interval.
+  bool enterprise_overlay() const { return overlay_.load(); }
+  std::string_view network_mode() const;
+  void set_network_mode(bool enterprise_overlay) { overlay_.store(enterprise_overlay); }
+  void refresh_network_mode();
+
   // Constants after construction.
   const CoordinatorOptions options;
   const std::unique_ptr<store::Store> store;
@@ -92,6 +101,7 @@ class Service {
   void sweeper_loop(std::optional<std::int64_t> retention_ms);
 
   const std::function<std::int64_t()> clock_;
+  std::atomic<bool> overlay_{false};
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_
@@ -113,6 +123,15 @@ bool has_mesh_token(const Service& svc, const net::Request& request);
 std::string new_uuid();
 // The default ExecutionPolicy agents receive (informational).
 nlohmann::json execution_policy(int max_concurrent_tasks);
+// nullopt when the agent may be served work now; else the 403 that says why: it is not approved,
+// or (enterprise_overlay) it was approved only by AUTO_APPROVE_AGENTS, not by an operator or a
+// registration token of this mesh.
+std::optional<net::Response> refuse_agent(const Service& svc, const store::Agent& agent);
+// The wire reason of that refusal: awaiting_operator_approval, denied_by_operator or
+// enterprise_overlay_requires_approval.
+std::optional<std::string_view> refusal_reason(const Service& svc, const store::Agent& agent);
+// The mesh_settings key of the network mode.
+inline constexpr const char* kNetworkModeSetting = "network_mode";
 // The agent as /capacity and operator routes show it: no keys, tokens or addresses.
 nlohmann::json agent_json(const Service& svc, const store::Agent& agent);
 // The languages an agent runs (its own list, or the default for agents that do not say).

@@ -162,12 +162,11 @@ void add_status_routes(net::Router& router, ServicePtr svc) {
     return net::Response::json(200, {{"peerId", svc->options.peer_id},
                                      {"publicKeyPem", ""},
                                      {"coordinatorUrl", svc->options.public_url},
-                                     {"networkMode", svc->options.network_mode}});
+                                     {"networkMode", svc->network_mode()}});
   });
   router.add_sync("GET", "/features", [svc](const net::Request&) {
-    return net::Response::json(
-        200, {{"public_mesh", svc->options.network_mode == "public_mesh"},
-              {"enterprise_overlay", svc->options.network_mode == "enterprise_overlay"}});
+    return net::Response::json(200, {{"public_mesh", !svc->enterprise_overlay()},
+                                     {"enterprise_overlay", svc->enterprise_overlay()}});
   });
 }
 
