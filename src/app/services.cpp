@@ -1,5 +1,6 @@
 #include "app/services.h"
 
+#include "control/control.h"
 #include "coordinator/coordinator.h"
 #include "ide/service.h"
 #include "inference/service.h"
@@ -19,6 +20,11 @@ core::Result<MountedService> mount_service(core::Service service, const core::Co
       if (!mounted) return mounted.error();
       return MountedService{std::move(mounted->state), std::move(mounted->ready_check),
                             std::move(mounted->on_drain)};
+    }
+    case core::Service::control_plane: {
+      auto mounted = control::mount(config, io, router, registry);
+      if (!mounted) return mounted.error();
+      return MountedService{std::move(mounted->state), std::move(mounted->ready_check), {}};
     }
     case core::Service::inference: {
       auto mounted = inference::mount(config, io, router, registry);

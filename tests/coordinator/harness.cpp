@@ -104,11 +104,11 @@ Harness::~Harness() {
   mounted_.reset();
 }
 
-Reply Harness::request(const std::string& method, const std::string& path,
-                       const std::optional<nlohmann::json>& body, net::Headers headers) {
+Reply http_call(std::uint16_t port, const std::string& method, const std::string& path,
+                const std::optional<nlohmann::json>& body, net::Headers headers) {
   net::ClientRequest req;
   req.method = method;
-  req.url = "http://127.0.0.1:" + std::to_string(port_) + path;
+  req.url = "http://127.0.0.1:" + std::to_string(port) + path;
   req.headers = std::move(headers);
   if (body) {
     req.body = body->dump();
@@ -125,6 +125,11 @@ Reply Harness::request(const std::string& method, const std::string& path,
   out.text = resp->body;
   out.body = nlohmann::json::parse(resp->body, nullptr, false);
   return out;
+}
+
+Reply Harness::request(const std::string& method, const std::string& path,
+                       const std::optional<nlohmann::json>& body, net::Headers headers) {
+  return http_call(port_, method, path, body, std::move(headers));
 }
 
 Reply Harness::post(const std::string& path, const nlohmann::json& body) {

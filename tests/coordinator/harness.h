@@ -35,6 +35,10 @@ struct Reply {
   std::string text;
 };
 
+// One JSON request to 127.0.0.1:`port`; a transport failure is a test failure (status 0).
+Reply http_call(std::uint16_t port, const std::string& method, const std::string& path,
+                const std::optional<nlohmann::json>& body, net::Headers headers);
+
 // A fake inference service: POST /decompose answers `response` (status `status`) when the
 // x-inference-token matches, else 401; records the last request body.
 struct FakeInference {

@@ -1,0 +1,445 @@
+// The control plane against a real coordinator on loopback: who may use operator routes, what
+// the network mode changes, the audit log, registration-token revocation, credit adjustment and
+// the discovery feed.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "control/control.h"
+#include "coordinator/harness.h"
+#include "core/config.h"
+#include "net/server.h"
+#include "support/child_process.h"
+
+namespace edgecoder::control {
+namespace {
+
+using coordinator::testing::Harness;
+using coordinator::testing::HarnessOptions;
+using coordinator::testing::kAdmin;
+using coordinator::testing::kMesh;
+using coordinator::testing::Reply;
+using nlohmann::json;
+
+// The control plane mounted on its own loopback server, pointed at a coordinator.
+class ControlPlane {
+ public:
+  ControlPlane(std::uint16_t coordinator_port, std::map<std::string, std::string> extra = {})
+      : clock_(std::make_shared<store::testing::TestClock>()),
+        home_(store::Backend::sqlite, clock_) {
+    core::LoadOptions load;
+    load.default_env_file = "";
+    load.environment = {
+        {"EDGE_RUNTIME_MODE", "control-plane"},
+        {"ADMIN_API_TOKEN", kAdmin},
+        {"COORDINATOR_URL", "http://127.0.0.1:" + std::to_string(coordinator_port) + "/"},
+        {"EDGECODER_DATA_DIR", home_.data_dir().string()},
+    };
+    for (const auto& [k, v] : extra) load.environment.emplace_back(k, v);
+    auto settings = core::Settings::load(load);
+    if (!settings) throw std::runtime_error(settings.error().detail);
+    auto config = core::parse_config(std::move(*settings));
+    if (!config) throw std::runtime_error(config.error().detail);
+    auto st = home_.open();
+    if (!st) throw std::runtime_error(st.error().detail);
+    store_ = st->get();
+    net::Router router;
+    MountOverrides overrides{std::move(*st), clock_->fn()};
+    auto mounted = mount(*config, io_, router, registry_, std::move(overrides));
+    if (!mounted) throw std::runtime_error(mounted.error().detail);
+    mounted_ = mounted->state;
+    net::ServerOptions options;
+    options.name = "control-plane";
+    server_ = std::make_unique<net::HttpServer>(io_, options, std::move(router), &registry_);
+    auto port = server_->listen();
+    if (!port) throw std::runtime_error(port.error().detail);
+    port_ = *port;
+    server_->start();
+    for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
+  }
+  ~ControlPlane() {
+    server_->shutdown();
+    io_.stop();
+    for (auto& t : threads_) t.join();
+    server_.reset();
+    mounted_.reset();
+  }
+
+  store::Store& store() { return *store_; }
+
+  Reply request(const std::string& method, const std::string& path, const std::optional<json>& body,
+                net::Headers headers) {
+    return coordinator::testing::http_call(port_, method, path, body, std::move(headers));
+  }
+  Reply get(const std::string& path) { return request("GET", path, std::nullopt, admin()); }
+  Reply post(const std::string& path, const json& body = json::object()) {
+    return request("POST", path, body, admin());
+  }
+  static net::Headers admin() { return {{"x-admin-token", kAdmin}}; }
+
+ private:
+  std::shared_ptr<store::testing::TestClock> clock_;
+  store::testing::StoreHome home_;
+  store::Store* store_ = nullptr;
+  core::metrics::Registry registry_;
+  boost::asio::io_context io_;
+  std::shared_ptr<void> mounted_;
+  std::unique_ptr<net::HttpServer> server_;
+  std::vector<std::thread> threads_;
+  std::uint16_t port_ = 0;
+};
+
+// Every operator route, with a body that would be valid.
+const std::vector<std::tuple<std::string, std::string, json>>& operator_routes() {
+  static const std::vector<std::tuple<std::string, std::string, json>> routes = {
+      {"GET", "/agents", nullptr},
+      {"GET", "/agents/catalog", nullptr},
+      {"POST", "/agents/agent-1/approval", {{"approved", true}}},
+      {"GET", "/registration-tokens", nullptr},
+      {"POST", "/registration-tokens", {{"label", "x"}}},
+      {"POST", "/registration-tokens/abc/revoke", json::object()},
+      {"DELETE", "/registration-tokens/abc", nullptr},
+      {"GET", "/network/mode", nullptr},
+      {"POST", "/network/mode", {{"networkMode", "enterprise_overlay"}}},
+      {"GET", "/network/summary", nullptr},
+      {"GET", "/credits/acct-1/balance", nullptr},
+      {"GET", "/credits/acct-1/history", nullptr},
+      {"POST", "/credits/acct-1/adjust", {{"credits", 5}, {"reason", "test"}}},
+      {"GET", "/audit", nullptr},
+  };
+  return routes;
+}
+
+std::optional<json> body_of(const json& j) {
+  if (j.is_null()) return std::nullopt;
+  return j;
+}
+
+TEST(ControlAuth, EveryOperatorRouteRefusesNoTokenAWrongTokenAndTheMeshToken) {
+  Harness h;
+  ControlPlane cp(h.port());
+  const std::vector<std::pair<std::string, net::Headers>> callers = {
+      {"no token", {}},
+      {"wrong token", {{"x-admin-token", "not-the-admin-token"}}},
+      {"wrong bearer", {{"authorization", "Bearer not-the-admin-token"}}},
+      {"mesh token", {{"x-mesh-token", kMesh}}},
+      {"mesh token as admin", {{"x-admin-token", kMesh}}},
+      {"mesh token as bearer", {{"authorization", std::string("Bearer ") + kMesh}}},
+  };
+  for (const auto& [method, path, body] : operator_routes()) {
+    for (const auto& [who, headers] : callers) {
+      auto r = cp.request(method, path, body_of(body), headers);
+      EXPECT_EQ(r.status, 401) << method << " " << path << " with " << who;
+      EXPECT_EQ(r.body.value("error", ""), "admin_token_required") << r.text;
+    }
+  }
+  // Nothing changed on the coordinator and nothing was audited.
+  EXPECT_EQ(h.admin_get("/admin/network/mode").body.value("networkMode", ""), "public_mesh");
+  EXPECT_TRUE(cp.store().list_audit(0, 0)->empty());
+  // The right token, as x-admin-token or as Bearer.
+  EXPECT_EQ(cp.request("GET", "/agents", std::nullopt, {{"x-admin-token", kAdmin}}).status, 200);
+  EXPECT_EQ(cp.request("GET", "/agents", std::nullopt,
+                       {{"authorization", std::string("Bearer ") + kAdmin}})
+                .status,
+            200);
+}
+
+TEST(ControlAuth, PublicRoutesAnswerWithoutAToken) {
+  Harness h;
+  ControlPlane cp(h.port());
+  auto feed = cp.request("GET", "/network/coordinators", std::nullopt, {});
+  EXPECT_EQ(feed.status, 200) << feed.text;
+  EXPECT_EQ(feed.body.value("count", 0), 1);
+}
+
+TEST(ControlAuth, AllowedAdminIpsRefuseOtherAddressesAndSpoofedForwardedFor) {
+  Harness h;
+  {
+    ControlPlane cp(h.port(), {{"ALLOWED_ADMIN_IPS", "10.1.2.3, 192.168.0.0/16"}});
+    auto r = cp.get("/agents");
+    EXPECT_EQ(r.status, 403) << r.text;
+    EXPECT_EQ(r.body.value("error", ""), "admin_ip_forbidden");
+    // 127.0.0.1 is no trusted proxy: its X-Forwarded-For is not believed.
+    auto spoofed = cp.request("GET", "/agents", std::nullopt,
+                              {{"x-admin-token", kAdmin}, {"x-forwarded-for", "10.1.2.3"}});
+    EXPECT_EQ(spoofed.status, 403) << spoofed.text;
+    // The public feed still answers.
+    EXPECT_EQ(cp.request("GET", "/network/coordinators", std::nullopt, {}).status, 200);
+  }
+  {
+    ControlPlane cp(h.port(), {{"ALLOWED_ADMIN_IPS", "10.1.2.3, 192.168.0.0/16"},
+                               {"TRUSTED_PROXIES", "127.0.0.1"}});
+    // Through the trusted proxy: the client it names is allowed...
+    auto proxied = cp.request("GET", "/agents", std::nullopt,
+                              {{"x-admin-token", kAdmin}, {"x-forwarded-for", "192.168.7.9"}});
+    EXPECT_EQ(proxied.status, 200) << proxied.text;
+    // ...but a client cannot choose its address by prepending to the header the proxy appends.
+    auto prepended =
+        cp.request("GET", "/agents", std::nullopt,
+                   {{"x-admin-token", kAdmin}, {"x-forwarded-for", "10.1.2.3, 203.0.113.5"}});
+    EXPECT_EQ(prepended.status, 403) << prepended.text;
+    // An allowed address still needs the token.
+    auto no_token = cp.request("GET", "/agents", std::nullopt, {{"x-forwarded-for", "10.1.2.3"}});
+    EXPECT_EQ(no_token.status, 401) << no_token.text;
+  }
+  // The coordinator's own operator routes obey ALLOWED_ADMIN_IPS too.
+  HarnessOptions fenced;
+  fenced.extra_settings = {{"ALLOWED_ADMIN_IPS", "10.0.0.0/8"}};
+  Harness h2(fenced);
+  auto r = h2.admin_get("/admin/agents");
+  EXPECT_EQ(r.status, 403) << r.text;
+  EXPECT_EQ(r.body.value("error", ""), "admin_ip_forbidden");
+}
+
+TEST(ControlAuth, ABadAddressListStopsTheStartNamingTheSetting) {
+  Harness h;
+  try {
+    ControlPlane cp(h.port(), {{"ALLOWED_ADMIN_IPS", "10.0.0.1, not-an-ip"}});
+    ADD_FAILURE() << "mounted with a bad ALLOWED_ADMIN_IPS";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("ALLOWED_ADMIN_IPS"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not-an-ip"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ControlNetwork, EnterpriseOverlayRefusesAnAgentPublicMeshServes) {
+  Harness h;  // AUTO_APPROVE_AGENTS=true: the mesh token approves an agent by itself
+  ControlPlane cp(h.port());
+  h.register_agent("auto-1");
+  EXPECT_EQ(h.post("/pull", {{"agentId", "auto-1"}}).status, 200);
+  EXPECT_EQ(h.get("/features").body.value("public_mesh", false), true);
+
+  auto set = cp.post("/network/mode", {{"networkMode", "enterprise_overlay"}});
+  ASSERT_EQ(set.status, 200) << set.text;
+  EXPECT_EQ(set.body.value("networkMode", ""), "enterprise_overlay");
+
+  auto pull = h.post("/pull", {{"agentId", "auto-1"}});
+  EXPECT_EQ(pull.status, 403) << pull.text;
+  EXPECT_EQ(pull.body.value("reason", ""), "enterprise_overlay_requires_approval");
+  EXPECT_EQ(h.post("/heartbeat", {{"agentId", "auto-1"}}).status, 403);
+  auto again = h.register_agent("auto-1");
+  EXPECT_EQ(again.value("accepted", true), false);
+  EXPECT_EQ(again.value("reason", ""), "enterprise_overlay_requires_approval");
+  EXPECT_FALSE(again.contains("meshToken"));
+  auto features = h.get("/features");
+  EXPECT_EQ(features.body.value("enterprise_overlay", false), true);
+  EXPECT_EQ(features.body.value("public_mesh", true), false);
+  EXPECT_EQ(h.get("/identity").body.value("networkMode", ""), "enterprise_overlay");
+  // A new agent with only the mesh token is not approved by itself any more.
+  EXPECT_EQ(h.register_agent("auto-2").value("approval", ""), "pending");
+
+  // An agent with a registration token of this mesh is served.
+  auto token = cp.post("/registration-tokens", {{"label", "lab"}});
+  ASSERT_EQ(token.status, 201) << token.text;
+  auto reg = h.request("POST", "/register",
+                       json{{"agentId", "enrolled-1"},
+                            {"os", "debian"},
+                            {"version", "1.0.0"},
+                            {"mode", "swarm-only"},
+                            {"registrationToken", token.body.value("token", "")}},
+                       {});
+  ASSERT_EQ(reg.status, 200) << reg.text;
+  EXPECT_EQ(reg.body.value("accepted", false), true);
+  EXPECT_EQ(h.post("/pull", {{"agentId", "enrolled-1"}}).status, 200);
+
+  // An operator's approval serves the auto-approved agent again.
+  ASSERT_EQ(cp.post("/agents/auto-1/approval", {{"approved", true}}).status, 200);
+  EXPECT_EQ(h.post("/pull", {{"agentId", "auto-1"}}).status, 200);
+  auto catalog = cp.get("/agents/catalog");
+  ASSERT_EQ(catalog.status, 200) << catalog.text;
+  EXPECT_EQ(catalog.body["totals"].value("agents", 0), 3);
+  EXPECT_EQ(catalog.body["totals"].value("served", 0), 2);  // auto-2 is pending
+  EXPECT_EQ(catalog.body["totals"].value("pending", 0), 1);
+
+  // Back to public_mesh: the mesh token serves again.
+  ASSERT_EQ(cp.post("/network/mode", {{"networkMode", "public_mesh"}}).status, 200);
+  EXPECT_EQ(h.get("/features").body.value("public_mesh", false), true);
+  auto mode = cp.get("/network/mode");
+  EXPECT_EQ(mode.body.value("networkMode", ""), "public_mesh");
+  EXPECT_EQ(mode.body.value("source", ""), "operator");
+}
+
+TEST(ControlNetwork, TheModeIsStoredSoEveryCoordinatorOnTheStoreFollowsIt) {
+  Harness h;
+  h.register_agent("auto-1");
+  // Another coordinator (or the control plane of a restarted node) wrote the mode to the shared
+  // store: this coordinator's sweeper picks it up without any request to it.
+  ASSERT_TRUE(h.store().put_mesh_setting("network_mode", "enterprise_overlay", "operator"));
+  Reply pull;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    pull = h.post("/pull", {{"agentId", "auto-1"}});
+    if (pull.status == 403) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(pull.status, 403) << pull.text;
+  auto bad = h.admin_post("/admin/network/mode", {{"networkMode", "open"}});
+  EXPECT_EQ(bad.status, 400) << bad.text;
+  ControlPlane cp(h.port());
+  EXPECT_EQ(cp.post("/network/mode", {{"networkMode", "open"}}).status, 400);
+  EXPECT_EQ(cp.post("/network/mode", json::object()).status, 400);
+  EXPECT_TRUE(cp.store().list_audit(0, 0)->empty());
+}
+
+TEST(ControlTokens, ARevokedRegistrationTokenNoLongerRegisters) {
+  HarnessOptions options;
+  options.auto_approve = false;
+  Harness h(options);
+  ControlPlane cp(h.port());
+  auto created = cp.post("/registration-tokens", {{"label", "laptop fleet"}});
+  ASSERT_EQ(created.status, 201) << created.text;
+  const std::string secret = created.body.value("token", "");
+  const std::string id = created.body.value("id", "");
+  ASSERT_FALSE(secret.empty());
+  // Shown once: the listing has the token's record but not the token.
+  auto listed = cp.get("/registration-tokens");
+  ASSERT_EQ(listed.status, 200);
+  EXPECT_EQ(listed.text.find(secret), std::string::npos);
+  ASSERT_EQ(listed.body["tokens"].size(), 1u);
+
+  auto enrol = [&](const std::string& agent) {
+    return h.request("POST", "/register",
+                     json{{"agentId", agent},
+                          {"os", "debian"},
+                          {"version", "1.0.0"},
+                          {"mode", "swarm-only"},
+                          {"registrationToken", secret}},
+                     {});
+  };
+  auto first = enrol("laptop-1");
+  ASSERT_EQ(first.status, 200) << first.text;
+  EXPECT_EQ(first.body.value("approval", ""), "approved");
+
+  auto revoked = cp.post("/registration-tokens/" + id + "/revoke");
+  ASSERT_EQ(revoked.status, 200) << revoked.text;
+  auto second = enrol("laptop-2");
+  EXPECT_EQ(second.status, 403) << second.text;
+  EXPECT_EQ(second.body.value("error", ""), "registration_token_invalid");
+  EXPECT_EQ(cp.request("DELETE", "/registration-tokens/" + id, std::nullopt, cp.admin()).status,
+            200);  // idempotent
+  auto unknown = cp.post("/registration-tokens/no-such-token/revoke");
+  EXPECT_EQ(unknown.status, 404) << unknown.text;
+}
+
+TEST(ControlCredits, AnAdjustmentNeedsAReasonMovesTheBalanceAndIsInTheHistory) {
+  Harness h;
+  ControlPlane cp(h.port());
+  auto up = cp.post("/credits/acct-1/adjust", {{"credits", 25.5}, {"reason", "welcome bonus"}});
+  ASSERT_EQ(up.status, 200) << up.text;
+  EXPECT_DOUBLE_EQ(up.body.value("balance", 0.0), 25.5);
+  auto down = cp.post("/credits/acct-1/adjust",
+                      {{"credits", -5}, {"reason", "refund of a duplicate"}, {"txId", "t-1"}});
+  ASSERT_EQ(down.status, 200) << down.text;
+  EXPECT_DOUBLE_EQ(down.body.value("balance", 0.0), 20.5);
+  // The same txId again changes nothing.
+  auto repeat = cp.post("/credits/acct-1/adjust",
+                        {{"credits", -5}, {"reason", "refund of a duplicate"}, {"txId", "t-1"}});
+  ASSERT_EQ(repeat.status, 200) << repeat.text;
+  EXPECT_DOUBLE_EQ(repeat.body.value("balance", 0.0), 20.5);
+
+  auto balance = cp.get("/credits/acct-1/balance");
+  ASSERT_EQ(balance.status, 200) << balance.text;
+  EXPECT_DOUBLE_EQ(balance.body.value("balance", 0.0), 20.5);
+  auto history = cp.get("/credits/acct-1/history");
+  ASSERT_EQ(history.status, 200) << history.text;
+  ASSERT_EQ(history.body["history"].size(), 2u);
+  EXPECT_EQ(history.body["history"][0].value("reason", ""), "refund of a duplicate");  // newest
+  EXPECT_DOUBLE_EQ(history.body["history"][0].value("credits", 0.0), -5.0);
+  EXPECT_EQ(history.body["history"][1].value("kind", ""), "adjust");
+  EXPECT_DOUBLE_EQ(cp.get("/credits/other/balance").body.value("balance", -1.0), 0.0);
+
+  for (const json& bad :
+       {json{{"credits", 5}}, json{{"credits", 5}, {"reason", "x"}},
+        json{{"credits", 0}, {"reason", "nothing"}}, json{{"credits", "5"}, {"reason", "a string"}},
+        json{{"credits", 1e13}, {"reason", "too much"}}, json{{"reason", "no amount"}}}) {
+    auto r = cp.post("/credits/acct-1/adjust", bad);
+    EXPECT_EQ(r.status, 400) << bad.dump() << " -> " << r.text;
+  }
+  EXPECT_EQ(cp.post("/credits/bad%20id/adjust", {{"credits", 1}, {"reason", "bad id"}}).status,
+            400);
+  EXPECT_DOUBLE_EQ(cp.get("/credits/acct-1/balance").body.value("balance", 0.0), 20.5);
+}
+
+TEST(ControlAudit, EveryChangeIsRecordedWithWhoWhatWhenAndWhere) {
+  Harness h;
+  ControlPlane cp(h.port());
+  h.register_agent("agent-1");
+  net::Headers alice = {{"x-admin-token", kAdmin}, {"x-edgecoder-operator", "alice"}};
+  ASSERT_EQ(cp.request("POST", "/agents/agent-1/approval", json{{"approved", false}}, alice).status,
+            200);
+  auto token = cp.post("/registration-tokens", {{"label", "ci"}});
+  ASSERT_EQ(token.status, 201);
+  const std::string secret = token.body.value("token", "");
+  ASSERT_EQ(cp.post("/registration-tokens/" + token.body.value("id", "") + "/revoke").status, 200);
+  ASSERT_EQ(cp.post("/network/mode", {{"networkMode", "enterprise_overlay"}}).status, 200);
+  ASSERT_EQ(cp.post("/credits/acct-9/adjust", {{"credits", 3}, {"reason", "support"}}).status, 200);
+  // A change the coordinator refused is not recorded.
+  EXPECT_EQ(cp.post("/agents/no-such-agent/approval", {{"approved", true}}).status, 404);
+
+  auto audit = cp.get("/audit");
+  ASSERT_EQ(audit.status, 200) << audit.text;
+  const json& records = audit.body["records"];
+  ASSERT_EQ(records.size(), 5u) << audit.text;
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"agent.deny", "agent-1"},
+      {"registration_token.create", token.body.value("id", "")},
+      {"registration_token.revoke", token.body.value("id", "")},
+      {"network.mode", "enterprise_overlay"},
+      {"credits.adjust", "acct-9"}};
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(records[i].value("action", ""), expected[i].first) << i;
+    EXPECT_EQ(records[i].value("target", ""), expected[i].second) << i;
+    EXPECT_EQ(records[i].value("from", ""), "127.0.0.1") << i;
+    EXPECT_GT(records[i].value("atMs", std::int64_t{0}), 0) << i;
+  }
+  EXPECT_EQ(records[0].value("actor", ""), "operator:alice");
+  EXPECT_EQ(records[1].value("actor", ""), "operator");
+  EXPECT_EQ(records[1]["detail"].value("label", ""), "ci");
+  EXPECT_EQ(records[4]["detail"].value("reason", ""), "support");
+  EXPECT_EQ(audit.text.find(secret), std::string::npos) << "the token secret is in the audit log";
+  EXPECT_EQ(audit.text.find(kAdmin), std::string::npos) << "the admin token is in the audit log";
+
+  // Paging.
+  auto page = cp.get("/audit?limit=2");
+  ASSERT_EQ(page.body["records"].size(), 2u);
+  auto rest = cp.get("/audit?after=" + std::to_string(page.body.value("nextAfter", 0)));
+  ASSERT_EQ(rest.body["records"].size(), 3u);
+  EXPECT_EQ(rest.body["records"][0].value("action", ""), "registration_token.revoke");
+  EXPECT_EQ(cp.get("/audit?limit=0").status, 400);
+  EXPECT_EQ(cp.get("/audit?after=x").status, 400);
+}
+
+TEST(ControlDiscovery, TheFeedNamesTheCoordinatorAndSurvivesItsAbsence) {
+  HarnessOptions options;
+  options.extra_settings = {{"COORDINATOR_PUBLIC_URL", "https://coord.example.net:8443/base"}};
+  Harness h(options);
+  {
+    ControlPlane cp(h.port());
+    auto feed = cp.request("GET", "/network/coordinators", std::nullopt, {});
+    ASSERT_EQ(feed.status, 200) << feed.text;
+    ASSERT_EQ(feed.body.value("count", 0), 1) << feed.text;
+    EXPECT_EQ(feed.body["coordinators"][0].value("coordinatorUrl", ""),
+              "https://coord.example.net:8443");
+    EXPECT_EQ(feed.body["coordinators"][0].value("source", ""), "mesh");
+    auto summary = cp.get("/network/summary");
+    ASSERT_EQ(summary.status, 200) << summary.text;
+    EXPECT_EQ(summary.body.value("networkMode", ""), "public_mesh");
+  }
+  // Nothing listens: operator routes say the coordinator is unreachable; the feed still answers
+  // with the configured coordinator.
+  const auto closed = edgecoder::testing::free_port();
+  ControlPlane cp(closed);
+  auto agents = cp.get("/agents");
+  EXPECT_EQ(agents.status, 502) << agents.text;
+  EXPECT_EQ(agents.body.value("error", ""), "coordinator_unreachable");
+  auto feed = cp.request("GET", "/network/coordinators", std::nullopt, {});
+  ASSERT_EQ(feed.status, 200) << feed.text;
+  EXPECT_EQ(feed.body["coordinators"][0].value("source", ""), "bootstrap");
+  EXPECT_EQ(feed.body["coordinators"][0].value("coordinatorUrl", ""),
+            "http://127.0.0.1:" + std::to_string(closed));
+  EXPECT_EQ(cp.post("/network/mode", {{"networkMode", "public_mesh"}}).status, 502);
+  EXPECT_TRUE(cp.store().list_audit(0, 0)->empty());
+}
+
+}  // namespace
+}  // namespace edgecoder::control
