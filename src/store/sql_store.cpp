@@ -166,6 +166,25 @@ core::Error sql_not_found(std::string what) {
   return core::Error(core::Errc::not_found, std::move(what));
 }
 
+constexpr const char* kSqlOrchestrationCols =
+    "agent_id, rollout_id, provider, model, status, message, progress_pct, requested_by, "
+    "requested_at_ms, updated_at_ms";
+
+Orchestration sql_orchestration_from(const Row& r) {
+  Orchestration o;
+  o.agent_id = r.s(0);
+  o.rollout_id = r.s(1);
+  o.provider = r.s(2);
+  o.model = r.s(3);
+  o.status = r.s(4);
+  o.message = r.s(5);
+  o.progress_pct = static_cast<int>(r.i(6));
+  o.requested_by = r.s(7);
+  o.requested_at_ms = r.i(8);
+  o.updated_at_ms = r.i(9);
+  return o;
+}
+
 }  // namespace
 
 // Not in the anonymous namespace: a unity build may place coroutine frames next to it.
@@ -1183,6 +1202,209 @@ class SqlStore final : public Store {
           "excluded.updated_by, updated_at_ms = excluded.updated_at_ms",
           {out.key, out.value, out.updated_by, out.updated_at_ms});
       if (!rows) return rows.error();
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  // ---- orchestration ----
+
+  Result<Orchestration> put_orchestration(const Orchestration& o) override {
+    if (o.agent_id.empty() || o.rollout_id.empty() || o.model.empty()) {
+      return sql_invalid("orchestration agent, rollout or model is empty");
+    }
+    Orchestration out = o;
+    out.status = "requested";
+    out.message.clear();
+    out.progress_pct = -1;
+    out.requested_at_ms = out.updated_at_ms = now();
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "INSERT INTO agent_orchestration (agent_id, rollout_id, provider, model, status, "
+          "message, progress_pct, requested_by, requested_at_ms, updated_at_ms) VALUES ($1, $2, "
+          "$3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (agent_id) DO UPDATE SET rollout_id = "
+          "excluded.rollout_id, provider = excluded.provider, model = excluded.model, status = "
+          "excluded.status, message = excluded.message, progress_pct = excluded.progress_pct, "
+          "requested_by = excluded.requested_by, requested_at_ms = excluded.requested_at_ms, "
+          "updated_at_ms = excluded.updated_at_ms",
+          {out.agent_id, out.rollout_id, out.provider, out.model, out.status, out.message,
+           std::int64_t{out.progress_pct}, out.requested_by, out.requested_at_ms,
+           out.updated_at_ms});
+      if (!rows) return rows.error();
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::optional<Orchestration>> get_orchestration(const std::string& agent_id) override {
+    std::optional<Orchestration> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(std::string("SELECT ") + kSqlOrchestrationCols +
+                               " FROM agent_orchestration WHERE agent_id = $1",
+                           {agent_id});
+      if (!rows) return rows.error();
+      out.reset();
+      if (!rows->empty()) out = sql_orchestration_from(rows->at(0));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<Orchestration>> list_orchestrations(const std::string& rollout_id) override {
+    std::vector<Orchestration> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(std::string("SELECT ") + kSqlOrchestrationCols +
+                               " FROM agent_orchestration WHERE $1 = '' OR rollout_id = $1 "
+                               "ORDER BY agent_id",
+                           {rollout_id});
+      if (!rows) return rows.error();
+      out.clear();
+      for (const auto& row : *rows) out.push_back(sql_orchestration_from(row));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<Orchestration> report_orchestration(const std::string& agent_id,
+                                             const std::string& rollout_id,
+                                             const std::string& status, const std::string& message,
+                                             int progress_pct) override {
+    Result<Orchestration> out =
+        sql_not_found("agent " + agent_id + " has no model switch to report on");
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(std::string("SELECT ") + kSqlOrchestrationCols +
+                               " FROM agent_orchestration WHERE agent_id = $1" + for_update_,
+                           {agent_id});
+      if (!rows) return rows.error();
+      if (rows->empty()) return {};
+      Orchestration o = sql_orchestration_from(rows->at(0));
+      if (!rollout_id.empty() && rollout_id != o.rollout_id) {
+        out = core::Error(core::Errc::conflict, "orchestration_superseded",
+                          "rollout " + rollout_id + " is no longer the current model switch of " +
+                              agent_id + " (now " + o.rollout_id + ")");
+        return {};
+      }
+      o.status = status;
+      o.message = message;
+      o.progress_pct = progress_pct;
+      o.updated_at_ms = now();
+      auto upd = tx.query(
+          "UPDATE agent_orchestration SET status = $2, message = $3, progress_pct = $4, "
+          "updated_at_ms = $5 WHERE agent_id = $1",
+          {agent_id, o.status, o.message, std::int64_t{o.progress_pct}, o.updated_at_ms});
+      if (!upd) return upd.error();
+      out = std::move(o);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  // ---- rollouts ----
+
+  Result<std::int64_t> put_rollout(const RolloutRecord& rollout,
+                                   const std::vector<RolloutAgentState>& states) override {
+    if (rollout.id.empty()) return sql_invalid("rollout id is empty");
+    for (const auto& st : states) {
+      if (st.rollout_id != rollout.id || st.agent_id.empty()) {
+        return sql_invalid("rollout state for another rollout or without an agent");
+      }
+    }
+    const std::int64_t t = now();
+    Result<std::int64_t> out = rollout.version + 1;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      out = rollout.version + 1;
+      Result<Rows> rows = rollout.version == 0
+                              ? tx.query(
+                                    "INSERT INTO rollout_policies (rollout_id, policy_json, "
+                                    "version, created_at_ms, updated_at_ms) VALUES ($1, $2, 1, "
+                                    "$3, $3) ON CONFLICT (rollout_id) DO NOTHING RETURNING version",
+                                    {rollout.id, rollout.policy_json, t})
+                              : tx.query(
+                                    "UPDATE rollout_policies SET policy_json = $2, version = "
+                                    "version + 1, updated_at_ms = $4 WHERE rollout_id = $1 AND "
+                                    "version = $3 RETURNING version",
+                                    {rollout.id, rollout.policy_json, rollout.version, t});
+      if (!rows) return rows.error();
+      if (rows->empty()) {
+        out = core::Error(core::Errc::conflict, "rollout_changed",
+                          "rollout " + rollout.id +
+                              (rollout.version == 0 ? " exists" : " changed since it was read"));
+        return {};
+      }
+      for (const auto& st : states) {
+        auto sr = tx.query(
+            "INSERT INTO rollout_agent_states (rollout_id, agent_id, status, target_model, "
+            "previous_model, error, rollback, enrolled_at_ms, updated_at_ms) VALUES ($1, $2, $3, "
+            "$4, $5, $6, $7, $8, $9) ON CONFLICT (rollout_id, agent_id) DO UPDATE SET status = "
+            "excluded.status, target_model = excluded.target_model, previous_model = "
+            "excluded.previous_model, error = excluded.error, rollback = excluded.rollback, "
+            "updated_at_ms = excluded.updated_at_ms",
+            {st.rollout_id, st.agent_id, st.status, st.target_model, st.previous_model, st.error,
+             std::int64_t{st.rollback ? 1 : 0}, st.enrolled_at_ms ? st.enrolled_at_ms : t, t});
+        if (!sr) return sr.error();
+      }
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::optional<RolloutRecord>> get_rollout(const std::string& id) override {
+    std::optional<RolloutRecord> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT rollout_id, policy_json, version, created_at_ms, updated_at_ms FROM "
+          "rollout_policies WHERE rollout_id = $1",
+          {id});
+      if (!rows) return rows.error();
+      out.reset();
+      if (!rows->empty()) {
+        const auto& row = rows->at(0);
+        out = RolloutRecord{row.s(0), row.s(1), row.i(2), row.i(3), row.i(4)};
+      }
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<RolloutRecord>> list_rollouts() override {
+    std::vector<RolloutRecord> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT rollout_id, policy_json, version, created_at_ms, updated_at_ms FROM "
+          "rollout_policies ORDER BY created_at_ms, rollout_id",
+          {});
+      if (!rows) return rows.error();
+      out.clear();
+      for (const auto& row : *rows) {
+        out.push_back({row.s(0), row.s(1), row.i(2), row.i(3), row.i(4)});
+      }
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<RolloutAgentState>> list_rollout_states(const std::string& id) override {
+    std::vector<RolloutAgentState> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT rollout_id, agent_id, status, target_model, previous_model, error, rollback, "
+          "enrolled_at_ms, updated_at_ms FROM rollout_agent_states WHERE rollout_id = $1 ORDER "
+          "BY enrolled_at_ms, agent_id",
+          {id});
+      if (!rows) return rows.error();
+      out.clear();
+      for (const auto& row : *rows) {
+        out.push_back(RolloutAgentState{row.s(0), row.s(1), row.s(2), row.s(3), row.s(4), row.s(5),
+                                        row.i(6) != 0, row.i(7), row.i(8)});
+      }
       return {};
     });
     if (!r) return r.error();

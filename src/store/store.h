@@ -195,6 +195,44 @@ class MeshSettingsStore {
                                                const std::string& updated_by) = 0;
 };
 
+// Coordinator: one model switch per agent (a new request replaces the old one).
+class OrchestrationStore {
+ public:
+  virtual ~OrchestrationStore() = default;
+  // Replaces the agent's orchestration with `o` in status "requested" (requested_at_ms and
+  // updated_at_ms = now). invalid_argument for an empty agent, rollout or model.
+  virtual Result<Orchestration> put_orchestration(const Orchestration& o) = 0;
+  virtual Result<std::optional<Orchestration>> get_orchestration(const std::string& agent_id) = 0;
+  // Those of one rollout (every one when rollout_id is empty), by agent id.
+  virtual Result<std::vector<Orchestration>> list_orchestrations(const std::string& rollout_id) = 0;
+  // The agent's report: status, message and progress. not_found when the agent has no
+  // orchestration; conflict (wire code "orchestration_superseded") when rollout_id is non-empty
+  // and not the current one.
+  virtual Result<Orchestration> report_orchestration(const std::string& agent_id,
+                                                     const std::string& rollout_id,
+                                                     const std::string& status,
+                                                     const std::string& message,
+                                                     int progress_pct) = 0;
+};
+
+// Control plane: rollout policies and the agents enrolled in them.
+class RolloutStore {
+ public:
+  virtual ~RolloutStore() = default;
+  // Stores the rollout and inserts or replaces the given agent states in one transaction, if
+  // nobody changed the rollout since it was read: version 0 creates it (conflict when the id
+  // exists), version N updates it only while the stored version is N (else conflict, wire code
+  // "rollout_changed": read it again). Returns the new version. invalid_argument for an empty
+  // id or a state of another rollout.
+  virtual Result<std::int64_t> put_rollout(const RolloutRecord& rollout,
+                                           const std::vector<RolloutAgentState>& states) = 0;
+  virtual Result<std::optional<RolloutRecord>> get_rollout(const std::string& id) = 0;
+  // Oldest first.
+  virtual Result<std::vector<RolloutRecord>> list_rollouts() = 0;
+  // In enrolment order.
+  virtual Result<std::vector<RolloutAgentState>> list_rollout_states(const std::string& id) = 0;
+};
+
 enum class Backend { sqlite, postgres };
 std::string_view backend_name(Backend backend);
 
@@ -221,7 +259,9 @@ class Store : public AgentStore,
               public BlacklistStore,
               public LedgerStore,
               public AuditStore,
-              public MeshSettingsStore {
+              public MeshSettingsStore,
+              public OrchestrationStore,
+              public RolloutStore {
  public:
   ~Store() override = default;
 

@@ -321,6 +321,48 @@ struct MeshSetting {
   std::int64_t updated_at_ms = 0;
 };
 
+// ---- model orchestration (coordinator) and rollouts (control plane) ----
+
+// One model switch asked of one agent, delivered in its heartbeat. status: requested ->
+// downloading -> applied -> healthy (the agent runs the model and a probe generation with it
+// succeeded) | failed.
+struct Orchestration {
+  std::string agent_id;
+  std::string rollout_id;
+  std::string provider;
+  std::string model;
+  std::string status = "requested";
+  std::string message;
+  int progress_pct = -1;  // -1 = unknown
+  std::string requested_by;
+  std::int64_t requested_at_ms = 0;
+  std::int64_t updated_at_ms = 0;
+};
+
+// A rollout's policy and stage as the control plane keeps them (JSON: the policy is the wire
+// object of docs/control-plane.md).
+struct RolloutRecord {
+  std::string id;
+  std::string policy_json = "{}";
+  std::int64_t version = 0;        // 0 = not stored yet; each put_rollout adds one
+  std::int64_t created_at_ms = 0;  // 0 = now when stored
+  std::int64_t updated_at_ms = 0;  // set by the store
+};
+
+// One agent enrolled in a rollout. status: pending | downloading | applied | healthy | failed;
+// rollback marks the switch back to previous_model.
+struct RolloutAgentState {
+  std::string rollout_id;
+  std::string agent_id;
+  std::string status = "pending";
+  std::string target_model;
+  std::string previous_model;
+  std::string error;
+  bool rollback = false;
+  std::int64_t enrolled_at_ms = 0;  // 0 = now when first stored
+  std::int64_t updated_at_ms = 0;   // set by the store
+};
+
 // ---- retention ----
 
 struct PruneCounts {

@@ -467,6 +467,82 @@ TEST_P(StoreConformance, MeshSettingsAreStoredAndReplaced) {
             core::Errc::invalid_argument);
 }
 
+TEST_P(StoreConformance, OrchestrationOnePerAgentWithReports) {
+  Orchestration o;
+  o.agent_id = "agent-1";
+  o.rollout_id = "r1";
+  o.provider = "ollama-local";
+  o.model = "qwen:7b";
+  o.requested_by = "control-plane";
+  auto put = store_->put_orchestration(o);
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, "requested");
+  clock_->now_ms += 10;
+  auto rep = store_->report_orchestration("agent-1", "r1", "downloading", "pulling", 40);
+  ASSERT_TRUE(rep) << rep.error().detail;
+  EXPECT_EQ(rep->status, "downloading");
+  EXPECT_EQ(rep->progress_pct, 40);
+  EXPECT_EQ(rep->updated_at_ms, clock_->now_ms.load());
+  // A new request replaces the old one; a late report for the old one is refused.
+  o.rollout_id = "r2";
+  o.model = "qwen:14b";
+  ASSERT_TRUE(store_->put_orchestration(o));
+  auto late = store_->report_orchestration("agent-1", "r1", "healthy", "", -1);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, core::Errc::conflict);
+  auto got = store_->get_orchestration("agent-1");
+  ASSERT_TRUE(got && got->has_value());
+  EXPECT_EQ((*got)->model, "qwen:14b");
+  EXPECT_EQ((*got)->status, "requested");
+  EXPECT_EQ(store_->report_orchestration("nobody", "", "healthy", "", -1).error().code,
+            core::Errc::not_found);
+  o.agent_id = "agent-0";
+  ASSERT_TRUE(store_->put_orchestration(o));
+  EXPECT_EQ(store_->list_orchestrations("r2")->size(), 2u);
+  EXPECT_EQ(store_->list_orchestrations("r1")->size(), 0u);
+  EXPECT_EQ(store_->list_orchestrations("")->at(0).agent_id, "agent-0");
+  o.model = "";
+  EXPECT_EQ(store_->put_orchestration(o).error().code, core::Errc::invalid_argument);
+}
+
+TEST_P(StoreConformance, RolloutPolicyAndStatesAreStoredTogether) {
+  RolloutRecord r{"rollout-1", R"({"stage":"canary"})", 0, 0, 0};
+  RolloutAgentState a{"rollout-1", "agent-a", "pending", "m2", "m1", "", false, 0, 0};
+  auto v1 = store_->put_rollout(r, {a});
+  ASSERT_TRUE(v1);
+  EXPECT_EQ(*v1, 1);
+  EXPECT_EQ(store_->put_rollout(r, {a}).error().code, core::Errc::conflict);  // exists
+  clock_->now_ms += 5;
+  RolloutAgentState b{"rollout-1", "agent-b", "pending", "m2", "m1", "", false, 0, 0};
+  a.status = "healthy";
+  r.policy_json = R"({"stage":"batch"})";
+  r.version = 1;
+  auto v2 = store_->put_rollout(r, {a, b});
+  ASSERT_TRUE(v2);
+  EXPECT_EQ(*v2, 2);
+  // A writer holding the old version is refused and changes nothing.
+  r.policy_json = R"({"stage":"full"})";
+  auto stale = store_->put_rollout(r, {});
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, core::Errc::conflict);
+  auto got = store_->get_rollout("rollout-1");
+  ASSERT_TRUE(got && got->has_value());
+  EXPECT_EQ((*got)->policy_json, R"({"stage":"batch"})");
+  EXPECT_EQ((*got)->version, 2);
+  EXPECT_LT((*got)->created_at_ms, (*got)->updated_at_ms);
+  auto states = store_->list_rollout_states("rollout-1");
+  ASSERT_TRUE(states);
+  ASSERT_EQ(states->size(), 2u);
+  EXPECT_EQ(states->at(0).agent_id, "agent-a");  // enrolment order
+  EXPECT_EQ(states->at(0).status, "healthy");
+  EXPECT_EQ(states->at(0).previous_model, "m1");
+  EXPECT_LT(states->at(0).enrolled_at_ms, states->at(1).enrolled_at_ms);
+  EXPECT_EQ(store_->list_rollouts()->size(), 1u);
+  EXPECT_FALSE(store_->get_rollout("nope")->has_value());
+  b.rollout_id = "other";
+  EXPECT_EQ(store_->put_rollout(r, {b}).error().code, core::Errc::invalid_argument);
+}
+
 TEST_P(StoreConformance, PruneRemovesOldCompletedTasksKeepsLedgerAndOpenTasks) {
   ASSERT_TRUE(store_->create_task(task("old", {sub("o1")})));
   ASSERT_TRUE(store_->create_task(task("open", {sub("p1")})));
