@@ -135,20 +135,25 @@ asio::awaitable<net::Response> agent_heartbeat(ServicePtr svc, net::Request requ
   }
   const store::Agent& agent = outcome->agent;
   if (auto refused = refuse_agent(*svc, agent)) co_return std::move(*refused);
+  const std::string agent_id = agent.info.id;
+  auto get_switch = st->run([st, agent_id] { return st->get_orchestration(agent_id); });
+  auto model_switch = co_await std::move(get_switch);
+  if (!model_switch) co_return net::Response::error(model_switch.error());
   auto telemetry = nlohmann::json::parse(agent.info.telemetry_json, nullptr, false);
   PowerInputs in{agent.info.os, telemetry.is_object() ? telemetry : nlohmann::json(),
                  agent.last_claim_ms, svc->now()};
-  nlohmann::json out = {{"ok", true},
-                        {"requeued", 0},
-                        {"renewedLeases", outcome->renewed},
-                        {"policy", execution_policy(agent.info.max_concurrent_tasks)},
-                        {"orchestration", nullptr},
-                        {"tunnelInvites", nlohmann::json::array()},
-                        {"tunnelCloseNotices", nlohmann::json::array()},
-                        {"directWorkOffers", nlohmann::json::array()},
-                        {"blacklist", {{"version", 0}, {"agents", nlohmann::json::array()}}},
-                        {"approval", "approved"},
-                        {"powerPolicy", to_json(evaluate_power(in, svc->options.power))}};
+  nlohmann::json out = {
+      {"ok", true},
+      {"requeued", 0},
+      {"renewedLeases", outcome->renewed},
+      {"policy", execution_policy(agent.info.max_concurrent_tasks)},
+      {"orchestration", *model_switch ? orchestration_json(**model_switch) : nlohmann::json()},
+      {"tunnelInvites", nlohmann::json::array()},
+      {"tunnelCloseNotices", nlohmann::json::array()},
+      {"directWorkOffers", nlohmann::json::array()},
+      {"blacklist", {{"version", 0}, {"agents", nlohmann::json::array()}}},
+      {"approval", "approved"},
+      {"powerPolicy", to_json(evaluate_power(in, svc->options.power))}};
   co_return net::Response::json(200, out);
 }
 

@@ -348,6 +348,7 @@ core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context&
   add_task_routes(router, svc);
   add_admin_routes(router, svc);
   add_status_routes(router, svc);
+  add_orchestration_routes(router, svc);
   svc->start(retention_ms);
   core::log::info("coordinator", "mounted",
                   {{"store", svc->store->describe()},

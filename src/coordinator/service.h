@@ -142,5 +142,9 @@ void add_agent_routes(net::Router& router, ServicePtr svc);
 void add_task_routes(net::Router& router, ServicePtr svc);
 void add_admin_routes(net::Router& router, ServicePtr svc);
 void add_status_routes(net::Router& router, ServicePtr svc);
+void add_orchestration_routes(net::Router& router, ServicePtr svc);
+
+// The agent's model switch as its heartbeat and the operator routes show it.
+nlohmann::json orchestration_json(const store::Orchestration& o);
 
 }  // namespace edgecoder::coordinator
