@@ -21,6 +21,7 @@
 
 #include "agent/identity.h"
 #include "api/coordinator.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "model/extract.h"
 #include "model/prompts.h"
@@ -38,6 +39,8 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr std::string_view kOutboxFile = "agent-outbox.db";
+// The model an operator's rollout switched this agent to (empty file or none: the configured one).
+constexpr std::string_view kModelFile = "agent-model";
 constexpr std::size_t kOutboxBatch = 50;
 
 std::string host_os() {
@@ -152,6 +155,8 @@ struct Agent::Impl {
   std::size_t current_url = 0;      // index into options.coordinator_urls
   std::uint64_t heartbeats_ok = 0;  // successful heartbeats so far (wakes a backed-off pull)
   int active = 0;                   // subtasks being solved
+  std::string active_model;         // what it generates with (a rollout may switch it)
+  bool switching = false;           // a model switch is under way
   int running = 0;                  // coroutines of this agent not yet ended
   std::mt19937_64 rng{std::random_device{}()};
 
@@ -264,6 +269,7 @@ struct Agent::Impl {
               {"publicKeyPem", identity.public_key_pem()},
               {"x25519PublicKey", identity.x25519_public_key()},
               {"sandboxMode", sandbox_mode},
+              {"activeModel", active_model},
               {"languages", languages}};
     if (!options.registration_token.empty()) b["registrationToken"] = options.registration_token;
     return b;
@@ -330,10 +336,21 @@ struct Agent::Impl {
     while (!stopping) {
       co_await sleep(options.heartbeat_interval);
       if (stopping) break;
-      json beat = {{"agentId", identity.agent_id}, {"sandboxMode", sandbox_mode}};
+      json beat = {{"agentId", identity.agent_id},
+                   {"sandboxMode", sandbox_mode},
+                   {"activeModel", active_model},
+                   {"modelSwapInProgress", switching}};
       auto r = co_await post(std::string("/heartbeat"), std::move(beat), 10s);
       if (r.status == 200) {
         ++heartbeats_ok;
+        const json& orchestration =
+            r.body.contains("orchestration") ? r.body["orchestration"] : json();
+        if (!switching && orchestration.is_object() && field(orchestration, "pending", false)) {
+          switching = true;
+          spawn(switch_model(field(orchestration, "rolloutId", std::string()),
+                             field(orchestration, "model", std::string())),
+                "model_switch");
+        }
         co_await flush_outbox();
       } else if (co_await reregister_if_unauthorized(r)) {
         co_await flush_outbox();
@@ -343,6 +360,81 @@ struct Agent::Impl {
         core::log::warn("agent", "heartbeat_refused",
                         {{"status", r.status}, {"error", r.error_code()}});
       }
+    }
+  }
+
+  // A model switch asked by an operator's rollout (delivered in the heartbeat): pull the model,
+  // make it the one this agent generates with, probe it with one generation, and report each
+  // step. A model that fails its probe is not kept: the previous one stays in use.
+  asio::awaitable<void> switch_model(std::string rollout_id, std::string model) {
+    const std::string path = "/orchestration/agents/" + identity.agent_id;
+    core::log::info("agent", "model_switch", {{"rollout", rollout_id}, {"model", model}});
+    std::string error;
+    if (model != active_model) {  // a model already in use is not downloaded again
+      auto step = report_switch(rollout_id, "downloading", "pulling " + model);
+      co_await std::move(step);
+      auto pulled = co_await pull_model(model);
+      if (!pulled) error = "pull: " + pulled.error().detail;
+    }
+    const std::string previous = active_model;
+    if (error.empty()) {
+      set_active_model(model);
+      auto step = report_switch(rollout_id, "applied", model + " is now the active model");
+      co_await std::move(step);
+      model::GenerateRequest probe;
+      probe.model = model;
+      probe.prompt = "Reply with the single word: ready";
+      probe.sampling.max_tokens = 8;
+      auto stream = co_await provider->generate(std::move(probe));
+      if (!stream) {
+        error = "probe: " + stream.error().detail;
+      } else {
+        auto text = co_await model::collect(std::move(*stream));
+        if (!text) error = "probe: " + text.error().detail;
+      }
+      if (!error.empty()) set_active_model(previous);
+    }
+    json ack = {{"rolloutId", rollout_id}, {"ok", error.empty()}};
+    if (!error.empty()) ack["error"] = error.substr(0, 500);
+    for (int attempt = 0; attempt < 4 && !stopping; ++attempt) {
+      auto r = co_await post(path + "/ack", ack, 20s);
+      if (r.status == 200 || r.status == 404 || r.status == 409) break;
+      co_await sleep(backoff(attempt));
+    }
+    core::log::info("agent", error.empty() ? "model_switched" : "model_switch_failed",
+                    {{"rollout", rollout_id},
+                     {"model", model},
+                     {"active_model", active_model},
+                     {"detail", error}});
+    switching = false;
+  }
+
+  asio::awaitable<void> report_switch(std::string rollout_id, std::string phase,
+                                      std::string message) {
+    json body = {{"rolloutId", rollout_id}, {"phase", phase}, {"message", message}};
+    auto r = co_await post("/orchestration/agents/" + identity.agent_id + "/status",
+                           std::move(body), 20s);
+    if (r.status != 200) {
+      core::log::warn("agent", "model_switch_report_failed",
+                      {{"phase", phase}, {"status", r.status}, {"error", r.error_code()}});
+    }
+  }
+
+  asio::awaitable<core::Result<void>> pull_model(std::string model) {
+    auto stream = co_await provider->pull(std::move(model));
+    if (!stream) co_return stream.error();
+    while (true) {
+      auto update = co_await (*stream)->next();
+      if (!update) co_return update.error();
+      if (!*update) co_return core::Result<void>{};
+    }
+  }
+
+  void set_active_model(const std::string& model) {
+    active_model = model;
+    auto saved = core::fs::write_private_file(options.data_dir / std::string(kModelFile), model);
+    if (!saved) {
+      core::log::warn("agent", "model_not_saved", {{"detail", saved.error().detail}});
     }
   }
 
@@ -465,7 +557,7 @@ struct Agent::Impl {
       co_return Outcome{false, "", "unsupported_language: " + lang + " is not available here"};
     }
     model::GenerateRequest gen;
-    gen.model = sub.requested_model;
+    gen.model = sub.requested_model.empty() ? active_model : sub.requested_model;
     gen.prompt = model::code_prompt(sub.input, "", lang);
     auto stream = co_await provider->generate(std::move(gen));
     if (!stream) co_return Outcome{false, "", "model: " + stream.error().detail};
@@ -600,6 +692,11 @@ core::Result<std::unique_ptr<Agent>> Agent::create(const core::Config& config, A
   auto provider = model::make_provider(std::move(*provider_config), executor);
   if (!provider) return provider.error();
   impl->provider = std::move(*provider);
+  impl->active_model = impl->provider->config().model;
+  if (auto saved = core::fs::read_file(options.data_dir / std::string(kModelFile));
+      saved && !saved->empty()) {
+    impl->active_model = *saved;  // a rollout switched it before this start
+  }
 
   auto sandbox_options = sandbox::options_from_settings(config.settings, options.data_dir);
   if (!sandbox_options) return sandbox_options.error();
