@@ -24,7 +24,8 @@ core::Result<MountedService> mount_service(core::Service service, const core::Co
     case core::Service::control_plane: {
       auto mounted = control::mount(config, io, router, registry);
       if (!mounted) return mounted.error();
-      return MountedService{std::move(mounted->state), std::move(mounted->ready_check), {}};
+      return MountedService{std::move(mounted->state), std::move(mounted->ready_check),
+                            std::move(mounted->on_drain)};
     }
     case core::Service::inference: {
       auto mounted = inference::mount(config, io, router, registry);

@@ -2,6 +2,13 @@
 // operator route uses: the coordinator call and the audited change.
 #include <chrono>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include "control/control.h"
 #include "control/service.h"
 #include "core/log.h"
@@ -50,6 +57,9 @@ core::Result<ControlOptions> control_options(const core::Config& config) {
                             "COORDINATOR_URL: '" + url + "' must start with http:// or https://");
   }
   o.coordinator_url = std::move(url);
+  auto poll = config.settings.get_int("CONTROL_ROLLOUT_POLL_MS", 20, 3'600'000);
+  if (!poll) return poll.error();
+  o.rollout_poll_ms = *poll;
   return o;
 }
 
@@ -95,16 +105,8 @@ net::Response unreachable(const core::Error& error) {
   return net::Response::error(502, "coordinator_unreachable", error.detail);
 }
 
-asio::awaitable<net::Response> operator_change(
-    ServicePtr svc, net::Request request, std::string method, std::string path, std::string body,
-    AuditFacts facts, std::function<void(const nlohmann::json&, AuditFacts&)> complete) {
-  auto call = call_coordinator(svc, std::move(method), std::move(path), std::move(body));
-  auto reply = co_await std::move(call);
-  if (!reply) co_return unreachable(reply.error());
-  if (reply->status < 200 || reply->status >= 300 || !reply->body.is_object()) {
-    co_return relay(*reply);
-  }
-  if (complete) complete(reply->body, facts);
+asio::awaitable<core::Result<std::int64_t>> record_change(ServicePtr svc, net::Request request,
+                                                          AuditFacts facts) {
   store::AuditRecord record;
   record.actor = audit_actor(request);
   record.action = facts.action;
@@ -123,13 +125,33 @@ asio::awaitable<net::Response> operator_change(
                       {"actor", record.actor},
                       {"detail", record.detail_json},
                       {"error", id.error().detail}});
-    co_return net::Response::error(500, "audit_write_failed",
-                                   "the change was applied but its audit record could not be "
-                                   "written: " +
-                                       id.error().detail);
+    co_return id.error();
   }
   core::log::info("control", "operator_change",
                   {{"action", record.action}, {"target", record.target}, {"audit_id", *id}});
+  co_return *id;
+}
+
+net::Response audit_failed(const core::Error& error) {
+  return net::Response::error(500, "audit_write_failed",
+                              "the change was applied but its audit record could not be "
+                              "written: " +
+                                  error.detail);
+}
+
+asio::awaitable<net::Response> operator_change(
+    ServicePtr svc, net::Request request, std::string method, std::string path, std::string body,
+    AuditFacts facts, std::function<void(const nlohmann::json&, AuditFacts&)> complete) {
+  auto call = call_coordinator(svc, std::move(method), std::move(path), std::move(body));
+  auto reply = co_await std::move(call);
+  if (!reply) co_return unreachable(reply.error());
+  if (reply->status < 200 || reply->status >= 300 || !reply->body.is_object()) {
+    co_return relay(*reply);
+  }
+  if (complete) complete(reply->body, facts);
+  auto record = record_change(svc, std::move(request), std::move(facts));
+  auto id = co_await std::move(record);
+  if (!id) co_return audit_failed(id.error());
   nlohmann::json answer = reply->body;
   answer["auditId"] = *id;
   co_return net::Response::json(reply->status, answer);
@@ -139,6 +161,28 @@ core::Result<nlohmann::json> json_body(const net::Request& request) {
   if (request.body.empty()) return nlohmann::json::object();
   return net::parse_json_body(request);
 }
+
+namespace {
+
+// Runs the rollout reconciler every `every` until the service is gone or draining.
+asio::awaitable<void> rollout_loop(std::weak_ptr<Service> weak, std::chrono::milliseconds every) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (true) {
+    timer.expires_after(every);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    auto svc = weak.lock();
+    if (!svc || svc->stopping) co_return;
+    try {
+      auto pass = reconcile_rollouts(svc);
+      co_await std::move(pass);
+    } catch (const std::exception& e) {
+      core::log::error("control", "rollout_reconcile_failed", {{"detail", e.what()}});
+    }
+  }
+}
+
+}  // namespace
 
 core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context& io,
                             net::Router& router, core::metrics::Registry& registry,
@@ -163,6 +207,9 @@ core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context&
     return net::check_operator(svc->options.gate, request);
   });
   add_operator_routes(router, svc);
+  add_rollout_routes(router, svc);
+  asio::co_spawn(io, rollout_loop(svc, std::chrono::milliseconds(svc->options.rollout_poll_ms)),
+                 asio::detached);
   core::log::info(
       "control", "mounted",
       {{"store", svc->store->describe()}, {"coordinator_url", svc->options.coordinator_url}});
@@ -172,6 +219,9 @@ core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context&
     auto s = weak.lock();
     if (!s) return core::Error(core::Errc::unavailable, "stopped", "control plane stopped");
     return store::check_ready(*s->store);
+  };
+  m.on_drain = [weak] {
+    if (auto s = weak.lock()) s->stopping = true;
   };
   m.state = std::move(svc);
   return m;

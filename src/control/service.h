@@ -4,6 +4,7 @@
 // Thread-safety: Service is constant after mount() apart from its thread-safe members.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -28,6 +29,7 @@ struct ControlOptions {
   net::OperatorGate gate;       // ADMIN_API_TOKEN, ALLOWED_ADMIN_IPS, TRUSTED_PROXIES
   std::string coordinator_url;  // COORDINATOR_URL (its first entry), default the local one
   std::int64_t coordinator_timeout_ms = 10'000;
+  std::int64_t rollout_poll_ms = 2'000;  // CONTROL_ROLLOUT_POLL_MS: the rollout reconciler
 };
 
 core::Result<ControlOptions> control_options(const core::Config& config);
@@ -42,6 +44,7 @@ class Service {
   const ControlOptions options;
   const std::unique_ptr<store::Store> store;
   const std::unique_ptr<net::HttpClient> http;
+  std::atomic<bool> stopping{false};  // set when the node drains: no new reconciler pass
 
  private:
   const std::function<std::int64_t()> clock_;
@@ -74,6 +77,13 @@ struct AuditFacts {
   nlohmann::json detail = nlohmann::json::object();
 };
 
+// Appends the audit record of a change (who: the credential and x-edgecoder-operator; from
+// where: the client address). A failure is logged with the whole record.
+asio::awaitable<core::Result<std::int64_t>> record_change(ServicePtr svc, net::Request request,
+                                                          AuditFacts facts);
+// The 500 for a change applied whose audit record could not be written.
+net::Response audit_failed(const core::Error& error);
+
 // Makes a change through the coordinator: relays its answer and, when it succeeded (2xx),
 // appends the audit record first and adds "auditId" to the answer. `complete` may fill in facts
 // only the answer holds (the id of a created token). If the audit record cannot be written the
@@ -89,5 +99,9 @@ core::Result<nlohmann::json> json_body(const net::Request& request);
 
 // Route registration, one function per file.
 void add_operator_routes(net::Router& router, ServicePtr svc);
+void add_rollout_routes(net::Router& router, ServicePtr svc);
+
+// One pass of the rollout reconciler over every rollout (rollouts.cpp).
+asio::awaitable<void> reconcile_rollouts(ServicePtr svc);
 
 }  // namespace edgecoder::control

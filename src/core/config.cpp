@@ -133,6 +133,9 @@ constexpr std::array kConfigSettings = {
                 "http://127.0.0.1:COORDINATOR_PORT."},
     SettingSpec{"COORDINATOR_PEER_ID", "",
                 "Coordinator: peer id in /identity; empty = derived from COORDINATOR_PUBLIC_URL."},
+    SettingSpec{"CONTROL_ROLLOUT_POLL_MS", "2000",
+                "Control plane: milliseconds between passes of the rollout reconciler (agents' "
+                "reports read back, lost switches re-sent, auto-promotion)."},
     SettingSpec{"NETWORK_MODE", "public_mesh",
                 "Coordinator: public_mesh or enterprise_overlay (shown by /identity, /features)."},
     SettingSpec{"IOS_BATTERY_PULL_MIN_INTERVAL_MS", "45000",

@@ -443,3 +443,196 @@ TEST(ControlDiscovery, TheFeedNamesTheCoordinatorAndSurvivesItsAbsence) {
 
 }  // namespace
 }  // namespace edgecoder::control
+
+namespace edgecoder::control {
+namespace {
+
+// Polls GET `path` on the control plane until `pred` holds (deadline 20 s); the last answer.
+template <typename Pred>
+Reply wait_for(ControlPlane& cp, const std::string& path, Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  Reply r;
+  do {
+    r = cp.get(path);
+    if (r.status == 200 && pred(r.body)) return r;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (std::chrono::steady_clock::now() < deadline);
+  return r;
+}
+
+json state_of(const json& rollout, const std::string& agent) {
+  for (const auto& s : rollout.value("agentStates", json::array())) {
+    if (s.value("agentId", "") == agent) return s;
+  }
+  return nullptr;
+}
+
+// A simulated agent's report on its switch, as the agent binary sends it.
+Reply ack(Harness& h, const std::string& agent, const json& orchestration, bool ok,
+          const std::string& error = "") {
+  json body = {{"rolloutId", orchestration.value("rolloutId", "")}, {"ok", ok}};
+  if (!error.empty()) body["error"] = error;
+  return h.post("/orchestration/agents/" + agent + "/ack", body);
+}
+
+json heartbeat_switch(Harness& h, const std::string& agent) {
+  auto r = h.post("/heartbeat", {{"agentId", agent}});
+  EXPECT_EQ(r.status, 200) << r.text;
+  return r.body.value("orchestration", json());
+}
+
+TEST(ControlRollouts, CanaryThenBatchThenRollbackWithTheAgentsReports) {
+  Harness h;
+  ControlPlane cp(h.port(), {{"CONTROL_ROLLOUT_POLL_MS", "20"}});
+  for (const char* id : {"a1", "a2", "a3"}) h.register_agent(id, {{"activeModel", "old:1"}});
+
+  auto created = cp.post("/rollouts", {{"modelId", "new:2"},
+                                       {"canaryPercent", 30},
+                                       {"batchSize", 1},
+                                       {"rollbackOnFailurePercent", 40}});
+  ASSERT_EQ(created.status, 201) << created.text;
+  const std::string id = created.body.value("rolloutId", "");
+  EXPECT_EQ(created.body["canaryAgents"], json::array({"a1"}));
+  EXPECT_EQ(created.body.value("stage", ""), "canary");
+  // The canary finds its switch in its heartbeat; the others have none.
+  json sw = heartbeat_switch(h, "a1");
+  ASSERT_TRUE(sw.is_object()) << sw;
+  EXPECT_EQ(sw.value("model", ""), "new:2");
+  EXPECT_EQ(sw.value("pending", false), true);
+  EXPECT_TRUE(heartbeat_switch(h, "a2").is_null());
+  // Not promotable while the canary has not reported.
+  auto early = cp.post("/rollouts/" + id + "/promote");
+  EXPECT_EQ(early.status, 409) << early.text;
+  EXPECT_EQ(early.body.value("error", ""), "health_check_pending");
+
+  ASSERT_EQ(h.post("/orchestration/agents/a1/status",
+                   {{"rolloutId", id}, {"phase", "downloading"}, {"progressPct", 50}})
+                .status,
+            200);
+  auto seen = wait_for(cp, "/rollouts/" + id, [](const json& r) {
+    return state_of(r, "a1").value("status", "") == "downloading";
+  });
+  EXPECT_EQ(state_of(seen.body, "a1").value("status", ""), "downloading") << seen.text;
+  ASSERT_EQ(ack(h, "a1", sw, true).status, 200);
+  auto healthy = wait_for(cp, "/rollouts/" + id, [](const json& r) {
+    return state_of(r, "a1").value("status", "") == "healthy";
+  });
+  ASSERT_EQ(state_of(healthy.body, "a1").value("status", ""), "healthy") << healthy.text;
+  EXPECT_EQ(healthy.body.value("progressPercent", 0), 100);
+
+  auto promoted = cp.post("/rollouts/" + id + "/promote");
+  ASSERT_EQ(promoted.status, 200) << promoted.text;
+  EXPECT_EQ(promoted.body.value("stage", ""), "batch");
+  EXPECT_EQ(promoted.body.value("previousStage", ""), "canary");
+  EXPECT_EQ(promoted.body["enrolledAgents"], json::array({"a2"}));  // batchSize 1
+  json sw2 = heartbeat_switch(h, "a2");
+  ASSERT_TRUE(sw2.is_object());
+  ASSERT_EQ(ack(h, "a2", sw2, false, "probe: model answered 500").status, 200);
+  auto failed = wait_for(cp, "/rollouts/" + id, [](const json& r) {
+    return state_of(r, "a2").value("status", "") == "failed";
+  });
+  EXPECT_EQ(state_of(failed.body, "a2").value("error", ""), "probe: model answered 500");
+  // 1 of 2 failed: 50% >= 40%: the health gate refuses.
+  auto gated = cp.post("/rollouts/" + id + "/promote");
+  EXPECT_EQ(gated.status, 400) << gated.text;
+  EXPECT_EQ(gated.body.value("error", ""), "health_check_failed");
+  EXPECT_EQ(gated.body.value("failurePercent", 0), 50);
+  EXPECT_EQ(gated.body.value("threshold", 0), 40);
+
+  auto back = cp.post("/rollouts/" + id + "/rollback");
+  ASSERT_EQ(back.status, 200) << back.text;
+  EXPECT_EQ(back.body.value("stage", ""), "rolled_back");
+  EXPECT_EQ(back.body["rolledBackAgents"], json::array({"a1", "a2"}));
+  for (const char* agent : {"a1", "a2"}) {
+    json rb = heartbeat_switch(h, agent);
+    ASSERT_TRUE(rb.is_object()) << agent;
+    EXPECT_EQ(rb.value("model", ""), "old:1") << agent;  // each agent's previous model
+    EXPECT_EQ(rb.value("rolloutId", ""), id + ":rollback");
+    ASSERT_EQ(ack(h, agent, rb, true).status, 200);
+    // A late report on the replaced switch is refused.
+    EXPECT_EQ(h.post("/orchestration/agents/" + std::string(agent) + "/ack",
+                     {{"rolloutId", id}, {"ok", true}})
+                  .status,
+              409);
+  }
+  auto done = wait_for(cp, "/rollouts/" + id, [](const json& r) {
+    return state_of(r, "a1").value("status", "") == "healthy" &&
+           state_of(r, "a2").value("status", "") == "healthy";
+  });
+  EXPECT_EQ(state_of(done.body, "a1").value("rollback", false), true) << done.text;
+  EXPECT_EQ(state_of(done.body, "a2").value("modelVersion", ""), "old:1");
+  EXPECT_EQ(cp.post("/rollouts/" + id + "/promote").body.value("error", ""),
+            "cannot_promote_rolled_back");
+
+  auto list = cp.get("/rollouts");
+  ASSERT_EQ(list.body["rollouts"].size(), 1u);
+  EXPECT_EQ(list.body["rollouts"][0].value("agentCount", 0), 2);
+  std::vector<std::string> actions;
+  const auto audit = cp.get("/audit");
+  for (const auto& a : audit.body["records"]) actions.push_back(a.value("action", ""));
+  EXPECT_EQ(actions,
+            (std::vector<std::string>{"rollout.create", "rollout.promote", "rollout.rollback"}));
+}
+
+TEST(ControlRollouts, AFailedCanaryRefusesPromotionAndRollsBack) {
+  Harness h;
+  ControlPlane cp(h.port(), {{"CONTROL_ROLLOUT_POLL_MS", "20"}});
+  for (const char* id : {"a1", "a2", "a3"}) h.register_agent(id, {{"activeModel", "old:1"}});
+  auto created = cp.post("/rollouts", {{"model", "new:2"}, {"canaryPercent", 30}});
+  ASSERT_EQ(created.status, 201) << created.text;
+  const std::string id = created.body.value("rolloutId", "");
+  ASSERT_EQ(ack(h, "a1", heartbeat_switch(h, "a1"), false, "pull: no such model").status, 200);
+  wait_for(cp, "/rollouts/" + id,
+           [](const json& r) { return state_of(r, "a1").value("status", "") == "failed"; });
+  auto gated = cp.post("/rollouts/" + id + "/promote");
+  EXPECT_EQ(gated.status, 400) << gated.text;
+  EXPECT_EQ(gated.body.value("error", ""), "health_check_failed");
+  EXPECT_EQ(gated.body.value("failurePercent", 0), 100);
+  EXPECT_EQ(gated.body.value("threshold", 0), 30);
+  auto back = cp.post("/rollouts/" + id + "/rollback");
+  ASSERT_EQ(back.status, 200) << back.text;
+  EXPECT_EQ(heartbeat_switch(h, "a1").value("model", ""), "old:1");
+}
+
+TEST(ControlRollouts, BadRequestsAndAutoPromotion) {
+  Harness h;
+  ControlPlane cp(h.port(), {{"CONTROL_ROLLOUT_POLL_MS", "20"}});
+  // No agent: nothing to roll out to.
+  EXPECT_EQ(cp.post("/rollouts", {{"modelId", "m:1"}}).status, 409);
+  h.register_agent("a1", {{"activeModel", "old:1"}});
+  h.register_agent("a2", {{"activeModel", "old:1"}});
+  for (const json& bad :
+       {json::object(), json{{"modelId", "m 1"}}, json{{"modelId", "m:1"}, {"canaryPercent", 0}},
+        json{{"modelId", "m:1"}, {"targetProvider", "openai"}},
+        json{{"modelId", "m:1"}, {"autoPromote", "yes"}}}) {
+    EXPECT_EQ(cp.post("/rollouts", bad).status, 400) << bad.dump();
+  }
+  EXPECT_EQ(cp.get("/rollouts/nope").status, 404);
+  EXPECT_EQ(cp.post("/rollouts/nope/promote").status, 404);
+
+  auto created = cp.post(
+      "/rollouts",
+      {{"modelId", "new:2"}, {"canaryPercent", 50}, {"autoPromote", true}, {"batchIntervalMs", 0}});
+  ASSERT_EQ(created.status, 201) << created.text;
+  const std::string id = created.body.value("rolloutId", "");
+  // Pause and resume.
+  EXPECT_EQ(cp.post("/rollouts/" + id + "/pause").body.value("stage", ""), "paused");
+  EXPECT_EQ(cp.post("/rollouts/" + id + "/promote").body.value("error", ""),
+            "cannot_promote_paused");
+  EXPECT_EQ(cp.post("/rollouts/" + id + "/resume").body.value("stage", ""), "canary");
+  // A healthy canary is promoted by the reconciler, then the whole fleet.
+  ASSERT_EQ(ack(h, "a1", heartbeat_switch(h, "a1"), true).status, 200);
+  auto batch = wait_for(cp, "/rollouts/" + id, [](const json& r) {
+    return r.value("stage", "") == "batch" && !state_of(r, "a2").is_null();
+  });
+  ASSERT_EQ(batch.body.value("stage", ""), "batch") << batch.text;
+  ASSERT_EQ(ack(h, "a2", heartbeat_switch(h, "a2"), true).status, 200);
+  auto full =
+      wait_for(cp, "/rollouts/" + id, [](const json& r) { return r.value("stage", "") == "full"; });
+  EXPECT_EQ(full.body.value("stage", ""), "full") << full.text;
+  EXPECT_EQ(cp.post("/rollouts/" + id + "/promote").body.value("error", ""),
+            "already_fully_rolled_out");
+}
+
+}  // namespace
+}  // namespace edgecoder::control
