@@ -13,9 +13,10 @@ scripts/deps.sh
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}" CCACHE_MAXSIZE=5G CCACHE_COMPILERCHECK=content
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 
-phase "npm clients (tests/ide/js)"
-# The official openai and ollama npm packages at the versions package-lock.json pins. Debian 12
-# ships npm apart from nodejs (a NodeSource nodejs brings its own).
+phase "npm packages (tests/ide/js, tests/control/js)"
+# The official openai and ollama npm packages, and playwright-core (it drives Debian's chromium
+# for the dashboard test; it downloads no browser), at the versions package-lock.json pins.
+# Debian 12 ships npm apart from nodejs (a NodeSource nodejs brings its own).
 if ! command -v npm >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -23,6 +24,7 @@ if ! command -v npm >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends npm
 fi
 npm ci --prefix tests/ide/js --no-audit --no-fund --loglevel=error
+npm ci --prefix tests/control/js --no-audit --no-fund --loglevel=error
 
 phase format
 git ls-files '*.cpp' '*.h' | xargs -r clang-format --dry-run --Werror

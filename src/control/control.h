@@ -1,7 +1,7 @@
 // The control plane (:4303): where operators run the mesh. Operator routes (ADMIN_API_TOKEN,
 // ALLOWED_ADMIN_IPS, TRUSTED_PROXIES) for agents and their approval, registration tokens, the
-// network mode, credit accounts, model rollouts and the audit log; the public coordinator
-// discovery feed
+// network mode, credit accounts, model rollouts, the admin dashboard and the audit log; the
+// public coordinator discovery feed
 // (GET /network/coordinators). Routes and settings: docs/control-plane.md; wire contract:
 // shared/reference/upstream-control-portal-deploy.md §1.
 //

@@ -522,23 +522,25 @@ asio::awaitable<net::Response> get_rollout(ServicePtr svc, net::Request request)
 
 asio::awaitable<net::Response> list_rollouts(ServicePtr svc, net::Request) {
   store::Store* st = svc->store.get();
-  auto call = st->run([st]() -> core::Result<json> {
-    auto all = st->list_rollouts();
-    if (!all) return all.error();
-    json list = json::array();
-    for (const auto& rec : *all) {
-      auto loaded = load_rollout(*st, rec.id);
-      if (!loaded) return loaded.error();
-      if (*loaded) list.push_back(rollout_json(**loaded, false));
-    }
-    return list;
-  });
+  auto call = st->run([st] { return list_rollouts_json(*st); });
   auto list = co_await std::move(call);
   if (!list) co_return net::Response::error(list.error());
   co_return net::Response::json(200, {{"rollouts", *list}});
 }
 
 }  // namespace detail
+
+core::Result<nlohmann::json> list_rollouts_json(store::Store& st) {
+  auto all = st.list_rollouts();
+  if (!all) return all.error();
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& rec : *all) {
+    auto loaded = detail::load_rollout(st, rec.id);
+    if (!loaded) return loaded.error();
+    if (*loaded) list.push_back(detail::rollout_json(**loaded, false));
+  }
+  return list;
+}
 
 void add_rollout_routes(net::Router& router, ServicePtr svc) {
   router.add("POST", "/rollouts",

@@ -19,10 +19,11 @@ namespace edgecoder::control {
 namespace {
 
 // Open to everyone: liveness, readiness, metrics (the standard routes guard /metrics
-// themselves) and the discovery feed agents read.
+// themselves), the discovery feed agents read, and the dashboard page (it holds no data and asks
+// for the token; its data route is an operator route).
 bool is_public(const std::string& route) {
   return route == "/health" || route == "/ready" || route == "/metrics" ||
-         route == "/network/coordinators";
+         route == "/network/coordinators" || route == "/admin/dashboard";
 }
 
 // Who made a change: the operator credential, and the name the caller gives, if any.
@@ -208,6 +209,7 @@ core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context&
   });
   add_operator_routes(router, svc);
   add_rollout_routes(router, svc);
+  add_dashboard_routes(router, svc);
   asio::co_spawn(io, rollout_loop(svc, std::chrono::milliseconds(svc->options.rollout_poll_ms)),
                  asio::detached);
   core::log::info(

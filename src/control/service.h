@@ -100,6 +100,10 @@ core::Result<nlohmann::json> json_body(const net::Request& request);
 // Route registration, one function per file.
 void add_operator_routes(net::Router& router, ServicePtr svc);
 void add_rollout_routes(net::Router& router, ServicePtr svc);
+void add_dashboard_routes(net::Router& router, ServicePtr svc);
+
+// Every rollout as GET /rollouts lists it (rollouts.cpp); runs on the store's thread.
+core::Result<nlohmann::json> list_rollouts_json(store::Store& st);
 
 // One pass of the rollout reconciler over every rollout (rollouts.cpp).
 asio::awaitable<void> reconcile_rollouts(ServicePtr svc);

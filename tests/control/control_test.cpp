@@ -3,6 +3,8 @@
 // the discovery feed.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "control/control.h"
@@ -66,6 +68,7 @@ class ControlPlane {
   }
 
   store::Store& store() { return *store_; }
+  std::uint16_t port() const { return port_; }
 
   Reply request(const std::string& method, const std::string& path, const std::optional<json>& body,
                 net::Headers headers) {
@@ -632,6 +635,96 @@ TEST(ControlRollouts, BadRequestsAndAutoPromotion) {
   EXPECT_EQ(full.body.value("stage", ""), "full") << full.text;
   EXPECT_EQ(cp.post("/rollouts/" + id + "/promote").body.value("error", ""),
             "already_fully_rolled_out");
+}
+
+}  // namespace
+}  // namespace edgecoder::control
+
+namespace edgecoder::control {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+// The admin dashboard in headless Chromium (tests/control/js/dashboard.mjs with playwright-core):
+// sign in through the form, see the agents and the rollout with its buttons, take a screenshot,
+// and no console or page errors on the way.
+TEST(ControlDashboard, SignsInAndShowsAgentsAndRolloutsWithoutConsoleErrors) {
+  const stdfs::path js = stdfs::path(EDGECODER_SOURCE_DIR) / "tests" / "control" / "js";
+  ASSERT_TRUE(stdfs::exists("/usr/bin/chromium")) << "chromium is missing (scripts/deps.sh)";
+  ASSERT_TRUE(stdfs::exists(js / "node_modules" / "playwright-core"))
+      << "npm ci --prefix tests/control/js (scripts/test.sh does)";
+  Harness h;
+  ControlPlane cp(h.port(), {{"CONTROL_ROLLOUT_POLL_MS", "50"}});
+  h.register_agent("laptop-ana",
+                   {{"activeModel", "old:1"},
+                    {"powerTelemetry", {{"onBattery", true}, {"batteryLevelPct", 64}}}});
+  h.register_agent("desk-bo", {{"activeModel", "old:1"}});
+  auto created = cp.post("/rollouts", {{"modelId", "new:2"}, {"canaryPercent", 50}});
+  ASSERT_EQ(created.status, 201) << created.text;
+  const std::string rollout = created.body.value("rolloutId", "");
+  ASSERT_EQ(cp.post("/credits/acct-7/adjust", {{"credits", 12}, {"reason", "bug bounty"}}).status,
+            200);
+
+  // The page is public and holds no data; its data needs the token.
+  auto page = cp.request("GET", "/admin/dashboard", std::nullopt, {});
+  ASSERT_EQ(page.status, 200);
+  EXPECT_NE(page.text.find("<form id=\"login-form\""), std::string::npos);
+  EXPECT_EQ(page.text.find("laptop-ana"), std::string::npos);
+  EXPECT_EQ(cp.request("GET", "/admin/api/dashboard-data", std::nullopt, {}).status, 401);
+  auto data = cp.get("/admin/api/dashboard-data");
+  ASSERT_EQ(data.status, 200) << data.text;
+  EXPECT_EQ(data.body["agents"].value("total", 0), 2);
+  EXPECT_EQ(data.body["rollouts"].size(), 1u);
+  EXPECT_EQ(data.body["credits"]["recentAdjustments"][0].value("reason", ""), "bug bounty");
+
+  edgecoder::testing::TempDir out;
+  const stdfs::path shot = out.path() / "dashboard.png";
+  edgecoder::testing::ChildOptions options;
+  options.args = {(js / "dashboard.mjs").string(),
+                  "http://127.0.0.1:" + std::to_string(cp.port()) + "/admin/dashboard",
+                  coordinator::testing::kAdmin,
+                  shot.string(),
+                  "laptop-ana",
+                  rollout};
+  options.env = {{"HOME", out.path().string()}};
+  options.output_dir = out.path();
+  edgecoder::testing::ChildProcess node("/usr/bin/node", options);
+  auto code = node.wait(std::chrono::seconds(240));
+  ASSERT_EQ(code.value_or(-1), 0) << node.stdout_text() << node.stderr_text();
+  json seen = json::parse(node.stdout_text(), nullptr, false);
+  ASSERT_TRUE(seen.is_object()) << node.stdout_text() << node.stderr_text();
+  ASSERT_FALSE(seen.contains("failure")) << seen.dump(2);
+  EXPECT_EQ(seen["consoleErrors"], json::array()) << seen.dump(2);
+  EXPECT_EQ(seen["pageErrors"], json::array()) << seen.dump(2);
+
+  bool ana = false;
+  for (const auto& row : seen["agents"]) {
+    if (row[0] == "laptop-ana") {
+      ana = true;
+      EXPECT_EQ(row[1], "online");
+      EXPECT_EQ(row[2], "debian");
+      EXPECT_EQ(row[3], "old:1");
+      EXPECT_EQ(row[5], "battery 64%");
+    }
+  }
+  EXPECT_TRUE(ana) << seen["agents"].dump();
+  ASSERT_EQ(seen["rollouts"].size(), 1u);
+  EXPECT_EQ(seen["rollouts"][0][0], rollout);
+  EXPECT_EQ(seen["rollouts"][0][2], "canary");
+  EXPECT_EQ(seen["buttons"], json::array({"promote", "rollback"}));
+  // The token went into the tab's storage and headers, never into a URL.
+  EXPECT_EQ(seen.value("tokenInStorage", ""), coordinator::testing::kAdmin);
+  for (const auto& url : seen["urls"]) {
+    EXPECT_EQ(url.get<std::string>().find(coordinator::testing::kAdmin), std::string::npos) << url;
+  }
+  // A real PNG was written.
+  std::ifstream png(shot, std::ios::binary);
+  std::string magic(8, '\0');
+  png.read(magic.data(), 8);
+  EXPECT_EQ(magic, std::string("\x89PNG\r\n\x1a\n", 8));
+  EXPECT_GT(stdfs::file_size(shot), 10'000u);
+  std::error_code ignored;
+  stdfs::copy_file(shot, "control-dashboard.png", stdfs::copy_options::overwrite_existing, ignored);
 }
 
 }  // namespace
