@@ -58,21 +58,35 @@ class Shutdown {
     }
     core::log::info("app", "stopping", {{"signal", signal_number}});
     core::sd_notify("STOPPING=1");
+    deadline_ = std::chrono::steady_clock::now() + drain_timeout_;
+    // The agent first: it hands its leases back, possibly to this node's own coordinator, which
+    // must still be listening. The listeners drain once it has stopped (or half the drain time
+    // has passed).
+    if (agent_) {
+      agent_->stop();
+      agent_deadline_ = std::chrono::steady_clock::now() + drain_timeout_ / 2;
+    } else {
+      shut_listeners();
+    }
+    poll();
+  }
+
+ private:
+  void shut_listeners() {
+    listeners_shut_ = true;
     for (auto& l : listeners_) {
       if (l.mounted.on_drain) {
         l.mounted.on_drain();
       }
       l.server->shutdown();
     }
-    if (agent_) {
-      agent_->stop();
-    }
-    deadline_ = std::chrono::steady_clock::now() + drain_timeout_;
-    poll();
   }
 
- private:
   void poll() {
+    if (!listeners_shut_ &&
+        (agent_->stopped() || std::chrono::steady_clock::now() >= agent_deadline_)) {
+      shut_listeners();
+    }
     std::size_t open = 0;
     for (auto& l : listeners_) {
       open += l.server->active_connections();
@@ -101,6 +115,8 @@ class Shutdown {
   agent::Agent* const agent_;  // null unless this node runs an agent
   asio::steady_timer timer_;
   std::chrono::steady_clock::time_point deadline_;
+  std::chrono::steady_clock::time_point agent_deadline_;
+  bool listeners_shut_ = false;
 };
 
 class Watchdog {
@@ -226,11 +242,19 @@ int run_node(core::Config config) {
   // Destroyed before `io` (declared after it): by then io.run() has returned and the agent's
   // coroutines have ended or will never run again.
   std::unique_ptr<agent::Agent> worker;
-  if (config.mode == core::Mode::agent) {
+  const bool embedded = core::runs_embedded_agent(config);
+  if (config.mode == core::Mode::agent || embedded) {
     auto options = agent::agent_options_from(config);
     if (!options) {
       std::fprintf(stderr, "edgecoder: agent: %s\n", options.error().detail.c_str());
       return 2;
+    }
+    if (embedded) {
+      // The node's own agent: approved by the token this node generated for it.
+      options->registration_token = config.settings.get_or(core::kSelfAgentTokenSetting, "");
+      core::log::info("app", "embedded_agent",
+                      {{"coordinator", options->coordinator_urls.front()},
+                       {"detail", "DISABLE_SELF_AGENT=1 runs this node without it"}});
     }
     auto created = agent::Agent::create(config, std::move(*options), io.get_executor());
     if (!created) {

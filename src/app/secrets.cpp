@@ -89,7 +89,9 @@ core::Result<std::vector<std::string>> prepare_secrets(core::Config& config) {
   if (auto dir = core::fs::ensure_private_dir(config.data_dir / "secrets"); !dir) {
     return dir.error();
   }
-  for (auto name : required) {
+  auto names = required;
+  if (core::runs_embedded_agent(config)) names.push_back(core::kSelfAgentTokenSetting);
+  for (auto name : names) {
     if (secret_is_set(config, name)) {
       continue;  // the operator's value wins
     }

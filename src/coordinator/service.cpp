@@ -54,6 +54,22 @@ net::Middleware make_auth_middleware(std::shared_ptr<const Service> svc) {
   };
 }
 
+// All-in-one: the node's own agent registers with the token the node generated for it
+// (core::kSelfAgentTokenSetting); make sure this coordinator knows it. A new secret is a new token
+// (the id carries a prefix of its hash); an operator may revoke either like any other token.
+core::Result<void> ensure_self_agent_token(const core::Config& config, store::Store& st) {
+  const std::string secret = config.settings.get_or(core::kSelfAgentTokenSetting, "");
+  if (config.mode != core::Mode::all_in_one || secret.empty()) return {};
+  store::RegistrationToken tok;
+  tok.token_hash = core::crypto::sha256_hex(secret);
+  tok.id = "self-agent-" + tok.token_hash.substr(0, 12);
+  tok.label = "embedded agent of this all-in-one node";
+  tok.created_by = "node";
+  auto created = st.create_registration_token(tok);
+  if (!created && created.error().code != core::Errc::conflict) return created.error();
+  return {};
+}
+
 }  // namespace
 
 core::Result<CoordinatorOptions> coordinator_options(const core::Config& config) {
@@ -341,6 +357,7 @@ core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context&
     core::log::warn("coordinator", "INSECURE_DEV_MODE",
                     {{"detail", "a token is unset: its routes accept every caller"}});
   }
+  if (auto self = ensure_self_agent_token(config, *st); !self) return self.error();
   auto svc = std::make_shared<Service>(std::move(*options), std::move(st),
                                        std::move(overrides.clock), io, registry);
   router.use(make_auth_middleware(svc));

@@ -873,6 +873,12 @@ Result<Config> parse_config(Settings settings) {
   return config;
 }
 
+bool runs_embedded_agent(const Config& config) {
+  if (config.mode != Mode::all_in_one) return false;
+  auto disabled = config.settings.get_bool("DISABLE_SELF_AGENT");
+  return !(disabled && *disabled);
+}
+
 std::vector<std::string_view> required_secrets(Mode mode) {
   switch (mode) {
     case Mode::all_in_one:

@@ -138,4 +138,11 @@ Result<Config> parse_config(Settings settings);
 // The secrets a mode needs from its operator; an all-in-one node generates these itself.
 std::vector<std::string_view> required_secrets(Mode mode);
 
+// All-in-one: the registration token the node generates for its embedded agent (kept with its
+// other secrets); the coordinator in the same node accepts it, so the node's own agent is
+// approved without AUTO_APPROVE_AGENTS and is served in either network mode.
+inline constexpr std::string_view kSelfAgentTokenSetting = "EDGECODER_SELF_AGENT_TOKEN";
+// All-in-one without DISABLE_SELF_AGENT.
+bool runs_embedded_agent(const Config& config);
+
 }  // namespace edgecoder::core

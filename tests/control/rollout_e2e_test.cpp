@@ -1,8 +1,9 @@
-// A model rollout end to end with the real binary: an all-in-one node and two
-// EDGE_RUNTIME_MODE=agent processes, all on the ollama provider against a protocol-faithful fake
-// Ollama server. A canary rollout created through the control plane makes the canary agent pull
-// the new model and generate with it; the node is killed (SIGKILL) and restarted in the middle;
-// promote reaches the other agent; rollback makes both generate with the previous model again.
+// A model rollout end to end with the real binary: an all-in-one node (whose embedded agent is
+// agent-a) and a second EDGE_RUNTIME_MODE=agent process (agent-b), both on the ollama provider
+// against a protocol-faithful fake Ollama server. A canary rollout created through the control
+// plane makes the canary agent pull the new model and generate with it; the node is killed
+// (SIGKILL) and restarted in the middle; promote reaches the other agent; rollback makes both
+// generate with the previous model again.
 // Everything is observed through the control plane's API and the fake server's request log.
 #include <signal.h>
 
@@ -56,7 +57,9 @@ class RolloutBinary : public ::testing::Test {
                         {"INFERENCE_AUTH_TOKEN", "rollout-e2e-inference-token"},
                         {"AUTO_APPROVE_AGENTS", "true"},
                         {"CONTROL_ROLLOUT_POLL_MS", "100"},
-                        {"DISABLE_SELF_AGENT", "1"},
+                        {"AGENT_ID", "agent-a"},  // the embedded agent
+                        {"AGENT_HEARTBEAT_MS", "200"},
+                        {"SANDBOX_MODE", "none"},  // this test runs no generated code
                         {"EDGECODER_DATA_DIR", (dir_.path() / "node").string()}});
     options.output_dir = dir_.path() / ("node-out" + std::to_string(starts_++));
     auto child = std::make_unique<testing::ChildProcess>(EDGECODER_BINARY_PATH, options);
@@ -147,7 +150,6 @@ class RolloutBinary : public ::testing::Test {
 
 TEST_F(RolloutBinary, CanaryPromoteRollbackAcrossANodeRestart) {
   auto node = start_node();
-  auto agent_a = start_agent("agent-a");
   auto agent_b = start_agent("agent-b");
   wait_for("/agents", [](const json& j) {
     return active_model(j, "agent-a") == kOld && active_model(j, "agent-b") == kOld;
@@ -226,7 +228,6 @@ TEST_F(RolloutBinary, ACanaryThatCannotPullTheModelFailsTheGateAndKeepsItsModel)
   behaviour.pull_fail = true;  // the registry answers an error line, as Ollama does
   ollama_->set_behaviour(behaviour);
   auto node = start_node();
-  auto agent_a = start_agent("agent-a");
   auto agent_b = start_agent("agent-b");
   wait_for("/agents", [](const json& j) {
     return active_model(j, "agent-a") == kOld && active_model(j, "agent-b") == kOld;

@@ -9,9 +9,11 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -92,6 +94,54 @@ class NodeTest : public ::testing::Test {
 
   TempDir dir_;
 };
+
+// The all-in-one node runs its own agent: a task submitted with nothing else running completes,
+// and the agent is approved by the token the node generated for it (not by AUTO_APPROVE_AGENTS).
+TEST_F(NodeTest, AllInOneRunsItsEmbeddedAgentWhichCompletesATask) {
+  Ports ports;
+  auto env = node_env(ports);
+  const char* mode = std::getenv("EDGECODER_TEST_SANDBOX_MODE");
+  env["SANDBOX_MODE"] = mode && *mode ? mode : "bwrap";
+  env["AGENT_HEARTBEAT_MS"] = "300";
+  env["AGENT_POLL_MS"] = "100";
+  auto node = start(env);
+  ASSERT_TRUE(testing::wait_for_port(ports.coordinator, 30s)) << node->stderr_text();
+  auto secret = [&](const char* name) {
+    std::ifstream in(dir_.path() / "data/secrets" / name);
+    std::string value;
+    std::getline(in, value);
+    return value;
+  };
+  const std::string mesh = secret("MESH_AUTH_TOKEN");
+  const std::string admin = secret("ADMIN_API_TOKEN");
+  net::ClientRequest submit;
+  submit.method = "POST";
+  submit.url = "http://127.0.0.1:" + std::to_string(ports.coordinator) + "/tasks";
+  submit.headers = {{"x-mesh-token", mesh}, {"content-type", "application/json"}};
+  submit.body = nlohmann::json{{"taskId", "embedded-1"},
+                               {"subtasks", {{{"input", "print(6 * 7)"}, {"language", "python"}}}}}
+                    .dump();
+  auto created = net::fetch(submit);
+  ASSERT_TRUE(created) << created.error().detail;
+  ASSERT_EQ(created->status, 201) << created->body;
+  nlohmann::json task;
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    task = nlohmann::json::parse(
+        get(ports.coordinator, "/tasks/embedded-1", {{"x-mesh-token", mesh}}).body, nullptr, false);
+    if (task.is_object() && task.value("status", "") == "completed") break;
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_EQ(task.value("status", ""), "completed") << task.dump() << node->stderr_text();
+  EXPECT_NE(task.value("output", "").find("42"), std::string::npos) << task.dump();
+  auto agents = nlohmann::json::parse(
+      get(ports.coordinator, "/admin/agents", {{"x-admin-token", admin}}).body, nullptr, false);
+  ASSERT_EQ(agents["agents"].size(), 1u) << agents.dump();
+  EXPECT_EQ(agents["agents"][0].value("approvedBy", "").rfind("registration-token:self-agent-", 0),
+            0u)
+      << agents.dump();
+  stop(*node);
+}
 
 TEST_F(NodeTest, AllInOneServesHealthOnItsThreePortsOnly) {
   Ports ports;
