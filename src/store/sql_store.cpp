@@ -1074,6 +1074,83 @@ class SqlStore final : public Store {
     return out;
   }
 
+  Result<std::pair<std::string, std::int64_t>> blacklist_head() override {
+    std::pair<std::string, std::int64_t> out{std::string(kBlacklistGenesis), 0};
+    auto r = db_->read([&](Tx& tx) -> Result<void> { return blacklist_head_in(tx, out); });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<BlacklistEvent> append_blacklist_event(
+      const BlacklistEvent& event, const std::optional<BlacklistEntry>& entry) override {
+    if (event.agent_id.empty() || event.event_hash.empty()) {
+      return sql_invalid("blacklist event without agent or hash");
+    }
+    Result<BlacklistEvent> out = event;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      std::pair<std::string, std::int64_t> head;
+      if (auto h = blacklist_head_in(tx, head); !h) return h;
+      if (head.first != event.prev_event_hash) {
+        out = core::Error(core::Errc::conflict, "blacklist_chain_moved",
+                          "the blacklist chain moved on; build the event on " + head.first);
+        return {};
+      }
+      BlacklistEvent stored = event;
+      stored.created_at_ms = event.created_at_ms ? event.created_at_ms : now();
+      auto rows = tx.query(
+          "INSERT INTO blacklist_events (event_hash, prev_event_hash, agent_id, action, "
+          "record_json, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING "
+          "RETURNING seq",
+          {stored.event_hash, stored.prev_event_hash, stored.agent_id, stored.action,
+           stored.record_json, stored.created_at_ms});
+      if (!rows) return rows.error();
+      if (rows->empty()) {  // another coordinator appended on the same head meanwhile
+        out = core::Error(core::Errc::conflict, "blacklist_chain_moved",
+                          "the blacklist chain moved on; read the head again");
+        return {};
+      }
+      stored.seq = rows->at(0).i(0);
+      Result<Rows> applied =
+          entry ? tx.query(
+                      "INSERT INTO blacklist (agent_id, reason_code, reason, reporter_id, "
+                      "record_json, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, "
+                      "$7) ON CONFLICT (agent_id) DO UPDATE SET reason_code = "
+                      "excluded.reason_code, reason = excluded.reason, reporter_id = "
+                      "excluded.reporter_id, record_json = excluded.record_json, created_at_ms = "
+                      "excluded.created_at_ms, expires_at_ms = excluded.expires_at_ms",
+                      {entry->agent_id, entry->reason_code, entry->reason, entry->reporter_id,
+                       entry->record_json, entry->created_at_ms ? entry->created_at_ms : now(),
+                       entry->expires_at_ms})
+                : tx.query("DELETE FROM blacklist WHERE agent_id = $1", {event.agent_id});
+      if (!applied) return applied.error();
+      out = std::move(stored);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<BlacklistEvent>> list_blacklist_events(std::int64_t after_seq,
+                                                            int limit) override {
+    std::vector<BlacklistEvent> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT seq, event_hash, prev_event_hash, agent_id, action, record_json, created_at_ms "
+          "FROM blacklist_events WHERE seq > $1 ORDER BY seq" +
+              sql_limit(limit),
+          {after_seq});
+      if (!rows) return rows.error();
+      out.clear();
+      for (const auto& row : *rows) {
+        out.push_back(
+            BlacklistEvent{row.i(0), row.s(1), row.s(2), row.s(3), row.s(4), row.s(5), row.i(6)});
+      }
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
   // ---- ledger ----
 
   Result<LedgerAppend> append_ledger(const LedgerEntry& e) override {
@@ -1413,6 +1490,15 @@ class SqlStore final : public Store {
 
  private:
   std::int64_t now() const { return clock_(); }
+
+  static Result<void> blacklist_head_in(Tx& tx, std::pair<std::string, std::int64_t>& out) {
+    auto rows =
+        tx.query("SELECT event_hash, seq FROM blacklist_events ORDER BY seq DESC LIMIT 1", {});
+    if (!rows) return rows.error();
+    out = rows->empty() ? std::make_pair(std::string(kBlacklistGenesis), std::int64_t{0})
+                        : std::make_pair(rows->at(0).s(0), rows->at(0).i(1));
+    return {};
+  }
 
   // The claim statement: one UPDATE of the chosen queued subtask (SKIP LOCKED on PostgreSQL,
   // so concurrent claimers take different rows), filtered by the agent's capabilities.

@@ -158,6 +158,18 @@ class BlacklistStore {
   virtual Result<std::optional<BlacklistEntry>> get_blacklist(const std::string& agent_id) = 0;
   // Every active entry, by agent id.
   virtual Result<std::vector<BlacklistEntry>> list_blacklist() = 0;
+  // The hash of the newest chain event (kBlacklistGenesis before the first) and the version
+  // (the newest event's seq, 0 before the first).
+  virtual Result<std::pair<std::string, std::int64_t>> blacklist_head() = 0;
+  // Appends `event` to the chain and applies it to the active entries in one transaction: with
+  // `entry` it replaces the agent's entry (an addition), without it removes the agent's entry (a
+  // removal). conflict (wire code "blacklist_chain_moved") when event.prev_event_hash is not
+  // the current head: read the head and build the event again.
+  virtual Result<BlacklistEvent> append_blacklist_event(
+      const BlacklistEvent& event, const std::optional<BlacklistEntry>& entry) = 0;
+  // Events with seq > after_seq, oldest first, at most limit (0 = no limit).
+  virtual Result<std::vector<BlacklistEvent>> list_blacklist_events(std::int64_t after_seq,
+                                                                    int limit) = 0;
 };
 
 // Coordinator: the credits ledger. Append-only.

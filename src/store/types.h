@@ -283,6 +283,21 @@ struct BlacklistEntry {
   std::int64_t expires_at_ms = 0;  // 0 = never
 };
 
+// One event of the blacklist chain: an addition or a removal, as the coordinator signed it.
+// record_json holds {event, eventHash, signature, publicKeyPem}; event_hash is SHA-256 of the
+// canonical event JSON, which names prev_event_hash.
+struct BlacklistEvent {
+  std::int64_t seq = 0;  // assigned by the store; the chain's version
+  std::string event_hash;
+  std::string prev_event_hash;
+  std::string agent_id;
+  std::string action;  // "add" | "remove"
+  std::string record_json = "{}";
+  std::int64_t created_at_ms = 0;  // 0 = now when stored
+};
+
+inline constexpr std::string_view kBlacklistGenesis = "BLACKLIST_GENESIS";
+
 // ---- credits ledger (coordinator; append-only) ----
 
 struct LedgerEntry {

@@ -543,6 +543,40 @@ TEST_P(StoreConformance, RolloutPolicyAndStatesAreStoredTogether) {
   EXPECT_EQ(store_->put_rollout(r, {b}).error().code, core::Errc::invalid_argument);
 }
 
+TEST_P(StoreConformance, BlacklistChainAppendsOnTheHeadAndAppliesEachEvent) {
+  auto head = store_->blacklist_head();
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->first, kBlacklistGenesis);
+  EXPECT_EQ(head->second, 0);
+  BlacklistEvent add{0, "hash-1", std::string(kBlacklistGenesis), "a1", "add", "{}", 0};
+  BlacklistEntry entry;
+  entry.agent_id = "a1";
+  entry.reason_code = "manual_review";
+  entry.reason = "looked odd";
+  auto first = store_->append_blacklist_event(add, entry);
+  ASSERT_TRUE(first) << first.error().detail;
+  EXPECT_EQ(first->seq, 1);
+  ASSERT_TRUE(store_->get_blacklist("a1")->has_value());
+  // An event built on a stale head is refused and changes nothing.
+  BlacklistEvent stale{0, "hash-x", std::string(kBlacklistGenesis), "a2", "add", "{}", 0};
+  entry.agent_id = "a2";
+  auto refused = store_->append_blacklist_event(stale, entry);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, core::Errc::conflict);
+  EXPECT_FALSE(store_->get_blacklist("a2")->has_value());
+  BlacklistEvent remove{0, "hash-2", "hash-1", "a1", "remove", "{}", 0};
+  auto second = store_->append_blacklist_event(remove, std::nullopt);
+  ASSERT_TRUE(second);
+  EXPECT_FALSE(store_->get_blacklist("a1")->has_value());
+  head = store_->blacklist_head();
+  EXPECT_EQ(head->first, "hash-2");
+  EXPECT_EQ(head->second, 2);
+  auto events = store_->list_blacklist_events(0, 0);
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ(events->at(1).prev_event_hash, "hash-1");
+  EXPECT_EQ(store_->list_blacklist_events(1, 0)->size(), 1u);
+}
+
 TEST_P(StoreConformance, PruneRemovesOldCompletedTasksKeepsLedgerAndOpenTasks) {
   ASSERT_TRUE(store_->create_task(task("old", {sub("o1")})));
   ASSERT_TRUE(store_->create_task(task("open", {sub("p1")})));
