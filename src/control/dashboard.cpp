@@ -189,7 +189,7 @@ asio::awaitable<net::Response> dashboard_data(ServicePtr svc, net::Request) {
   auto mode = co_await std::move(mode_call);
   auto runtime_call = call_coordinator(svc, "GET", "/health/runtime", "");
   auto runtime = co_await std::move(runtime_call);
-  auto blacklist_call = call_coordinator(svc, "GET", "/admin/blacklist", "");
+  auto blacklist_call = call_coordinator(svc, "GET", "/security/blacklist", "");
   auto blacklist = co_await std::move(blacklist_call);
 
   json list = json::array();
@@ -212,7 +212,7 @@ asio::awaitable<net::Response> dashboard_data(ServicePtr svc, net::Request) {
     out["queue"] = runtime->body["coordinator"];
   }
   if (blacklist && blacklist->status == 200) {
-    out["blacklist"] = blacklist->body.value("entries", json::array());
+    out["blacklist"] = blacklist->body.value("records", json::array());
   }
 
   store::Store* st = svc->store.get();

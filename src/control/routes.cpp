@@ -203,6 +203,106 @@ asio::awaitable<net::Response> adjust_credits(ServicePtr svc, net::Request reque
   co_return co_await std::move(change);
 }
 
+asio::awaitable<net::Response> add_to_blacklist(ServicePtr svc, net::Request request) {
+  auto change = forward_change(
+      svc, std::move(request), "/security/blacklist", AuditFacts{"blacklist.add", ""},
+      [](const nlohmann::json& answer, AuditFacts& f) {
+        const auto& record =
+            answer.contains("record") ? answer["record"] : nlohmann::json::object();
+        f.target = record.value("agentId", "");
+        f.detail = {{"reasonCode", record.value("reasonCode", "")},
+                    {"reason", record.value("reason", "")},
+                    {"eventHash", record.value("eventHash", "")}};
+      });
+  co_return co_await std::move(change);
+}
+
+// Removal is an event of the chain too (the coordinator keeps it); here it is also audited.
+asio::awaitable<net::Response> remove_from_blacklist(ServicePtr svc, net::Request request) {
+  const std::string agent_id = request.param("agentId");
+  if (auto bad = bad_param(agent_id, "agentId")) co_return std::move(*bad);
+  auto body = json_body(request);
+  if (!body) co_return net::Response::error(body.error());
+  AuditFacts facts{"blacklist.remove", agent_id};
+  facts.detail = {{"reason", body->value("reason", "")}};
+  auto change = operator_change(svc, std::move(request), "DELETE",
+                                "/security/blacklist/" + net::percent_encode(agent_id),
+                                body->dump(), std::move(facts));
+  co_return co_await std::move(change);
+}
+
+// Everything known about one agent: its record, recent diagnostics, its model switch, whether
+// it is blacklisted, the rollouts it is in, and the operator actions that named it.
+asio::awaitable<net::Response> agent_view(ServicePtr svc, net::Request request) {
+  const std::string agent_id = request.param("agentId");
+  if (auto bad = bad_param(agent_id, "agentId")) co_return std::move(*bad);
+  auto agents_call = call_coordinator(svc, "GET", "/admin/agents", "");
+  auto agents = co_await std::move(agents_call);
+  if (!agents) co_return unreachable(agents.error());
+  if (agents->status != 200) co_return relay(*agents);
+  nlohmann::json agent;
+  for (const auto& a : agents->body.value("agents", nlohmann::json::array())) {
+    if (a.value("agentId", "") == agent_id) agent = a;
+  }
+  if (agent.is_null()) {
+    co_return net::Response::error(404, "agent_not_found", "no agent " + agent_id);
+  }
+  const std::string encoded = net::percent_encode(agent_id);
+  auto diag_call = call_coordinator(svc, "GET", "/agent/diagnostics/" + encoded + "?limit=20", "");
+  auto diagnostics = co_await std::move(diag_call);
+  auto switch_call = call_coordinator(svc, "GET", "/admin/orchestration", "");
+  auto switches = co_await std::move(switch_call);
+  auto black_call = call_coordinator(svc, "GET", "/security/blacklist", "");
+  auto black = co_await std::move(black_call);
+  nlohmann::json out = {{"agent", agent},
+                        {"diagnostics", nullptr},
+                        {"orchestration", nullptr},
+                        {"blacklist", nullptr}};
+  if (diagnostics && diagnostics->status == 200) out["diagnostics"] = diagnostics->body;
+  if (switches && switches->status == 200) {
+    for (const auto& o : switches->body.value("orchestrations", nlohmann::json::array())) {
+      if (o.value("agentId", "") == agent_id) out["orchestration"] = o;
+    }
+  }
+  if (black && black->status == 200) {
+    for (const auto& b : black->body.value("records", nlohmann::json::array())) {
+      if (b.value("agentId", "") == agent_id) out["blacklist"] = b;
+    }
+  }
+  store::Store* st = svc->store.get();
+  auto local = st->run([st, agent_id]() -> core::Result<nlohmann::json> {
+    nlohmann::json rollouts = nlohmann::json::array();
+    auto all = st->list_rollouts();
+    if (!all) return all.error();
+    for (const auto& rec : *all) {
+      auto states = st->list_rollout_states(rec.id);
+      if (!states) return states.error();
+      for (const auto& s : *states) {
+        if (s.agent_id != agent_id) continue;
+        rollouts.push_back({{"rolloutId", rec.id},
+                            {"status", s.status},
+                            {"targetModel", s.target_model},
+                            {"previousModel", s.previous_model},
+                            {"rollback", s.rollback},
+                            {"error", s.error}});
+      }
+    }
+    auto audit = st->list_audit(0, 0);
+    if (!audit) return audit.error();
+    nlohmann::json actions = nlohmann::json::array();
+    for (const auto& a : *audit) {
+      if (a.target != agent_id) continue;
+      actions.push_back(
+          {{"id", a.id}, {"atMs", a.at_ms}, {"actor", a.actor}, {"action", a.action}});
+    }
+    return nlohmann::json{{"rollouts", rollouts}, {"operatorActions", actions}};
+  });
+  auto stored = co_await std::move(local);
+  if (!stored) co_return net::Response::error(stored.error());
+  out.update(*stored);
+  co_return net::Response::json(200, out);
+}
+
 asio::awaitable<net::Response> list_audit(ServicePtr svc, net::Request request) {
   std::int64_t after = 0;
   int limit = 100;
@@ -254,6 +354,7 @@ void add_operator_routes(net::Router& router, ServicePtr svc) {
   };
   add("GET", "/agents", detail::list_agents);
   add("GET", "/agents/catalog", detail::agent_catalog);
+  add("GET", "/agents/:agentId", detail::agent_view);
   add("POST", "/agents/:agentId/approval", detail::set_approval);
   auto read = [&](const char* path, const char* upstream) {
     router.add("GET", path,
@@ -273,6 +374,10 @@ void add_operator_routes(net::Router& router, ServicePtr svc) {
              [svc](net::Request r) { return detail::credits(svc, std::move(r), true); });
   add("POST", "/credits/:accountId/adjust", detail::adjust_credits);
   add("GET", "/audit", detail::list_audit);
+  read("/security/blacklist", "/security/blacklist");
+  read("/security/blacklist/audit", "/security/blacklist/audit");
+  add("POST", "/security/blacklist", detail::add_to_blacklist);
+  add("DELETE", "/security/blacklist/:agentId", detail::remove_from_blacklist);
 }
 
 }  // namespace edgecoder::control

@@ -1,5 +1,5 @@
-// Operator routes (admin token): agent approval, registration tokens, the network mode, the
-// blacklist (read) and credit accounts. A registration token is shown once, when created; the
+// Operator routes (admin token): agent approval, registration tokens, the network mode and
+// credit accounts. A registration token is shown once, when created; the
 // store keeps only its SHA-256. The control plane changes mesh state only through these routes.
 #include <cmath>
 #include <cstdlib>
@@ -238,24 +238,6 @@ asio::awaitable<net::Response> admin_adjust_credits(ServicePtr svc, net::Request
                                       {"credits", credits_of(entry.amount_millicredits)},
                                       {"reason", entry.reason},
                                       {"balance", credits_of(*balance)}});
-}
-
-asio::awaitable<net::Response> admin_list_blacklist(ServicePtr svc, net::Request) {
-  store::Store* st = svc->store.get();
-  auto call = st->run([st] { return st->list_blacklist(); });
-  auto entries = co_await std::move(call);
-  if (!entries) co_return net::Response::error(entries.error());
-  nlohmann::json list = nlohmann::json::array();
-  for (const auto& e : *entries) {
-    nlohmann::json j = {{"agentId", e.agent_id},
-                        {"reasonCode", e.reason_code},
-                        {"reason", e.reason},
-                        {"reporterId", e.reporter_id},
-                        {"createdAtMs", e.created_at_ms}};
-    if (e.expires_at_ms) j["expiresAtMs"] = e.expires_at_ms;
-    list.push_back(std::move(j));
-  }
-  co_return net::Response::json(200, {{"entries", list}});
 }
 
 }  // namespace detail

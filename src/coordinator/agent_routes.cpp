@@ -15,6 +15,18 @@ net::Response agent_unknown(const std::string& agent_id) {
                         {{"reason", "agent_not_registered"}});
 }
 
+// The blacklist entry's reason when the agent is blacklisted.
+asio::awaitable<std::optional<std::string>> blacklisted(ServicePtr svc, std::string agent_id) {
+  store::Store* st = svc->store.get();
+  auto call = st->run([st, agent_id] { return blacklist_reason(*st, agent_id); });
+  co_return co_await std::move(call);
+}
+
+net::Response blacklisted_response(const std::string& agent_id, const std::string& reason) {
+  return error_response(403, "agent_blacklisted", "agent " + agent_id + " is blacklisted",
+                        {{"blacklisted", true}, {"reason", reason}});
+}
+
 // Adds updatedAtMs when the agent did not stamp its telemetry.
 std::string telemetry_text(const std::optional<nlohmann::json>& telemetry, std::int64_t now) {
   if (!telemetry) return "";
@@ -55,6 +67,12 @@ asio::awaitable<net::Response> agent_register(ServicePtr svc, net::Request reque
   if (!mesh_ok && q.registration_token.empty()) {
     co_return error_response(401, "mesh_unauthorized",
                              "/register needs x-mesh-token or a registrationToken");
+  }
+  {
+    auto check = blacklisted(svc, q.agent_id);
+    if (auto reason = co_await std::move(check)) {
+      co_return blacklisted_response(q.agent_id, *reason);
+    }
   }
   store::AgentRegistration reg;
   reg.info.id = q.agent_id;
@@ -127,6 +145,19 @@ asio::awaitable<net::Response> agent_heartbeat(ServicePtr svc, net::Request requ
   hb.sandbox_mode = parsed->sandbox_mode;
   hb.lease_budget_ms = svc->options.lease_budget_ms;
   store::Store* st = svc->store.get();
+  {
+    // A blacklisted agent's leases are not renewed; the answer keeps the upstream shape.
+    auto check = blacklisted(svc, hb.agent_id);
+    if (auto reason = co_await std::move(check)) {
+      auto head_call = st->run([st] { return st->blacklist_head(); });
+      auto head = co_await std::move(head_call);
+      co_return net::Response::json(200,
+                                    {{"ok", false},
+                                     {"blacklisted", true},
+                                     {"reason", *reason},
+                                     {"blacklistVersion", head ? head->second : std::int64_t{0}}});
+    }
+  }
   auto call = st->run([st, hb] { return st->heartbeat(hb); });
   auto outcome = co_await std::move(call);
   if (!outcome) {
@@ -171,6 +202,14 @@ asio::awaitable<net::Response> agent_pull(ServicePtr svc, net::Request request) 
     co_return net::Response::error(agent.error());
   }
   if (auto refused = refuse_agent(*svc, *agent)) co_return std::move(*refused);
+  {
+    auto check = blacklisted(svc, agent_id);
+    if (auto reason = co_await std::move(check)) {
+      co_return net::Response::json(
+          200,
+          {{"subtask", nullptr}, {"blocked", true}, {"blacklisted", true}, {"reason", *reason}});
+    }
+  }
   auto telemetry = nlohmann::json::parse(agent->info.telemetry_json, nullptr, false);
   PowerInputs in{agent->info.os, telemetry.is_object() ? telemetry : nlohmann::json(),
                  agent->last_claim_ms, svc->now()};
@@ -231,6 +270,12 @@ asio::awaitable<net::Response> agent_result(ServicePtr svc, net::Request request
     co_return net::Response::error(agent.error());
   }
   if (auto refused = refuse_agent(*svc, *agent)) co_return std::move(*refused);
+  {
+    auto check = blacklisted(svc, agent_id);
+    if (auto reason = co_await std::move(check)) {
+      co_return blacklisted_response(agent_id, *reason);
+    }
+  }
   auto call = st->run([st, report] { return st->record_result(report); });
   auto outcome = co_await std::move(call);
   if (!outcome) {

@@ -23,27 +23,35 @@ bool token_ok(const Service& svc, std::string_view presented, const std::string&
   return core::crypto::constant_time_equal(presented, expected);
 }
 
-enum class RouteRole { open, self_authenticating, mesh, admin };
+enum class RouteRole { open, self_authenticating, mesh, admin, mesh_or_admin };
 
 // Which credential a route needs. Routes not named here are mesh routes; the later agent
 // signature check (Ed25519, §5.2) slots in as a second middleware for the agent routes.
-RouteRole route_role(const std::string& route) {
+RouteRole route_role(const std::string& method, const std::string& route) {
   if (route == "/health" || route == "/ready" || route == "/metrics" || route == "/identity" ||
       route == "/health/runtime") {
     return RouteRole::open;
   }
   if (route == "/register") return RouteRole::self_authenticating;
   if (route.rfind("/admin/", 0) == 0) return RouteRole::admin;
+  if (method == "GET" && route == "/agent/diagnostics/:agentId") return RouteRole::mesh_or_admin;
+  // Blacklist changes are operator actions; agents and operators both read it.
+  if (route.rfind("/security/", 0) == 0) {
+    return method == "GET" ? RouteRole::mesh_or_admin : RouteRole::admin;
+  }
   return RouteRole::mesh;
 }
 
 net::Middleware make_auth_middleware(std::shared_ptr<const Service> svc) {
   return [svc](const net::Request& request) -> std::optional<net::Response> {
-    switch (route_role(request.route)) {
+    switch (route_role(request.method, request.route)) {
       case RouteRole::open:
       case RouteRole::self_authenticating:
         return std::nullopt;
       case RouteRole::admin:
+        return net::check_operator(svc->options.operator_gate, request);
+      case RouteRole::mesh_or_admin:
+        if (has_mesh_token(*svc, request)) return std::nullopt;
         return net::check_operator(svc->options.operator_gate, request);
       case RouteRole::mesh:
         if (has_mesh_token(*svc, request)) return std::nullopt;
@@ -164,6 +172,12 @@ Service::Service(CoordinatorOptions opts, std::unique_ptr<store::Store> st,
 }
 
 Service::~Service() { stop(); }
+
+std::string Service::public_key_pem() const {
+  return signing_key.public_key.empty()
+             ? std::string()
+             : core::crypto::ed25519_public_key_pem(signing_key.public_key);
+}
 
 std::string_view Service::network_mode() const {
   return enterprise_overlay() ? "enterprise_overlay" : "public_mesh";
@@ -358,14 +372,18 @@ core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context&
                     {{"detail", "a token is unset: its routes accept every caller"}});
   }
   if (auto self = ensure_self_agent_token(config, *st); !self) return self.error();
+  auto key = load_or_create_signing_key(config.data_dir);
+  if (!key) return key.error();
   auto svc = std::make_shared<Service>(std::move(*options), std::move(st),
                                        std::move(overrides.clock), io, registry);
+  svc->signing_key = std::move(*key);
   router.use(make_auth_middleware(svc));
   add_agent_routes(router, svc);
   add_task_routes(router, svc);
   add_admin_routes(router, svc);
   add_status_routes(router, svc);
   add_orchestration_routes(router, svc);
+  add_blacklist_routes(router, svc);
   svc->start(retention_ms);
   core::log::info("coordinator", "mounted",
                   {{"store", svc->store->describe()},

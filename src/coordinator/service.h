@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,7 @@
 
 #include "coordinator/power_policy.h"
 #include "core/config.h"
+#include "core/crypto.h"
 #include "core/metrics.h"
 #include "core/result.h"
 #include "net/client.h"
@@ -96,6 +98,9 @@ class Service {
   const std::unique_ptr<store::Store> store;
   const std::unique_ptr<net::HttpClient> http;
   CoordinatorMetrics metrics;
+  // Signs blacklist events; set by mount() before any route runs, constant after.
+  core::crypto::Ed25519KeyPair signing_key;
+  std::string public_key_pem() const;
 
  private:
   void sweeper_loop(std::optional<std::int64_t> retention_ms);
@@ -143,6 +148,14 @@ void add_task_routes(net::Router& router, ServicePtr svc);
 void add_admin_routes(net::Router& router, ServicePtr svc);
 void add_status_routes(net::Router& router, ServicePtr svc);
 void add_orchestration_routes(net::Router& router, ServicePtr svc);
+void add_blacklist_routes(net::Router& router, ServicePtr svc);
+
+// The coordinator's Ed25519 key in <data dir>/coordinator-signing-key (a base64 seed, 0600),
+// created on first start.
+core::Result<core::crypto::Ed25519KeyPair> load_or_create_signing_key(
+    const std::filesystem::path& data_dir);
+// "<reasonCode>: <reason>" when the agent is blacklisted now (runs on the store's thread).
+std::optional<std::string> blacklist_reason(store::Store& st, const std::string& agent_id);
 
 // The agent's model switch as its heartbeat and the operator routes show it.
 nlohmann::json orchestration_json(const store::Orchestration& o);

@@ -160,7 +160,7 @@ void add_status_routes(net::Router& router, ServicePtr svc) {
              [svc](net::Request r) { return detail::status_models(svc, std::move(r)); });
   router.add_sync("GET", "/identity", [svc](const net::Request&) {
     return net::Response::json(200, {{"peerId", svc->options.peer_id},
-                                     {"publicKeyPem", ""},
+                                     {"publicKeyPem", svc->public_key_pem()},
                                      {"coordinatorUrl", svc->options.public_url},
                                      {"networkMode", svc->network_mode()}});
   });

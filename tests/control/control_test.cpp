@@ -7,9 +7,12 @@
 #include <fstream>
 #include <thread>
 
+#include <sqlite3.h>
+
 #include "control/control.h"
 #include "coordinator/harness.h"
 #include "core/config.h"
+#include "core/crypto.h"
 #include "net/server.h"
 #include "support/child_process.h"
 
@@ -725,6 +728,130 @@ TEST(ControlDashboard, SignsInAndShowsAgentsAndRolloutsWithoutConsoleErrors) {
   EXPECT_GT(stdfs::file_size(shot), 10'000u);
   std::error_code ignored;
   stdfs::copy_file(shot, "control-dashboard.png", stdfs::copy_options::overwrite_existing, ignored);
+}
+
+}  // namespace
+}  // namespace edgecoder::control
+
+namespace edgecoder::control {
+namespace {
+
+TEST(ControlSecurity, TheBlacklistBlocksEveryAgentRouteAndRemovalIsAChainedAuditedEvent) {
+  Harness h;
+  ControlPlane cp(h.port());
+  h.register_agent("a1");
+  ASSERT_EQ(h.post("/pull", {{"agentId", "a1"}}).status, 200);
+
+  auto added = cp.post("/security/blacklist", {{"agentId", "a1"},
+                                               {"reasonCode", "forged_results"},
+                                               {"reason", "returned results it did not compute"}});
+  ASSERT_EQ(added.status, 200) << added.text;
+  EXPECT_EQ(added.body.value("version", 0), 1);
+  const std::string first_hash = added.body["record"].value("eventHash", "");
+  EXPECT_EQ(first_hash.size(), 64u);
+
+  // Every agent route refuses it.
+  auto reg = h.post(
+      "/register", {{"agentId", "a1"}, {"os", "debian"}, {"version", "1"}, {"mode", "swarm-only"}});
+  EXPECT_EQ(reg.status, 403) << reg.text;
+  EXPECT_EQ(reg.body.value("error", ""), "agent_blacklisted");
+  auto hb = h.post("/heartbeat", {{"agentId", "a1"}});
+  EXPECT_EQ(hb.status, 200);
+  EXPECT_EQ(hb.body.value("ok", true), false);
+  EXPECT_EQ(hb.body.value("blacklisted", false), true);
+  EXPECT_EQ(hb.body.value("blacklistVersion", 0), 1);
+  auto pull = h.post("/pull", {{"agentId", "a1"}});
+  EXPECT_EQ(pull.body.value("blocked", false), true) << pull.text;
+  EXPECT_TRUE(pull.body["subtask"].is_null());
+  auto result = h.post(
+      "/result",
+      {{"agentId", "a1"}, {"subtaskId", "s"}, {"ok", true}, {"output", "x"}, {"taskId", "t"}});
+  EXPECT_EQ(result.status, 403) << result.text;
+  // Agents read it with the mesh token; only operators change it.
+  auto listed = h.get("/security/blacklist");
+  ASSERT_EQ(listed.status, 200);
+  EXPECT_EQ(listed.body["records"][0].value("agentId", ""), "a1");
+  EXPECT_EQ(listed.body.value("lastEventHash", ""), first_hash);
+  EXPECT_EQ(h.post("/security/blacklist", {{"agentId", "a2"},
+                                           {"reasonCode", "manual_review"},
+                                           {"reason", "mesh token cannot do this"}})
+                .status,
+            401);
+
+  for (const json& bad :
+       {json{{"agentId", "a2"}, {"reasonCode", "nope"}, {"reason", "bad code"}},
+        json{{"agentId", "a2"}, {"reasonCode", "manual_review"}, {"reason", "ab"}},
+        json{{"agentId", "a2"},
+             {"reasonCode", "manual_review"},
+             {"reason", "bad evidence"},
+             {"evidenceHashSha256", "zz"}},
+        json{{"reasonCode", "manual_review"}, {"reason", "no agent"}}}) {
+    EXPECT_EQ(cp.post("/security/blacklist", bad).status, 400) << bad.dump();
+  }
+  // A reporter's own signature must verify.
+  auto reporter = core::crypto::ed25519_generate();
+  const json signed_part = {{"agentId", "a2"},
+                            {"reasonCode", "abuse_spam"},
+                            {"reason", "sent spam through the mesh"},
+                            {"evidenceHashSha256", ""},
+                            {"reporterId", "peer-7"}};
+  auto sig = core::crypto::ed25519_sign(signed_part.dump(), reporter.secret_key);
+  json report = signed_part;
+  report["reporterPublicKeyPem"] = core::crypto::ed25519_public_key_pem(reporter.public_key);
+  report["reporterSignature"] = core::crypto::base64_encode(*sig);
+  report["reason"] = "sent spam through the mesh, altered";
+  EXPECT_EQ(cp.post("/security/blacklist", report).status, 400);
+  report["reason"] = "sent spam through the mesh";
+  ASSERT_EQ(cp.post("/security/blacklist", report).status, 200);
+
+  // Removal is an event of the chain, audited, and serves the agent again.
+  auto removed =
+      cp.request("DELETE", "/security/blacklist/a1", json{{"reason", "appeal upheld"}}, cp.admin());
+  ASSERT_EQ(removed.status, 200) << removed.text;
+  EXPECT_EQ(removed.body.value("version", 0), 3);
+  EXPECT_EQ(h.post("/pull", {{"agentId", "a1"}}).body.value("blocked", false), false);
+  EXPECT_EQ(
+      cp.request("DELETE", "/security/blacklist/a1", json{{"reason", "again"}}, cp.admin()).status,
+      404);
+
+  auto audit = cp.get("/security/blacklist/audit");
+  ASSERT_EQ(audit.status, 200) << audit.text;
+  EXPECT_EQ(audit.body.value("verified", false), true) << audit.text;
+  ASSERT_EQ(audit.body["events"].size(), 3u);
+  const json& last = audit.body["events"][2]["event"];
+  EXPECT_EQ(last.value("action", ""), "remove");
+  EXPECT_EQ(last.value("removesEventHash", ""), first_hash);
+  EXPECT_EQ(audit.body["events"][1]["event"].value("reporterSignatureVerified", false), true);
+  EXPECT_EQ(audit.body["events"][0].value("publicKeyPem", ""),
+            h.get("/identity").body.value("publicKeyPem", "-"));
+
+  std::vector<std::string> actions;
+  const auto log = cp.get("/audit");
+  for (const auto& a : log.body["records"]) actions.push_back(a.value("action", ""));
+  EXPECT_EQ(actions,
+            (std::vector<std::string>{"blacklist.add", "blacklist.add", "blacklist.remove"}));
+  // The per-agent view gathers it.
+  auto view = cp.get("/agents/a1");
+  ASSERT_EQ(view.status, 200) << view.text;
+  EXPECT_TRUE(view.body["blacklist"].is_null());
+  EXPECT_EQ(view.body["operatorActions"].size(), 2u);
+  EXPECT_EQ(view.body["agent"].value("agentId", ""), "a1");
+  EXPECT_TRUE(view.body["diagnostics"].is_object()) << view.text;
+  EXPECT_EQ(cp.get("/agents/nobody").status, 404);
+
+  // Changing a stored event is found by the audit.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((h.data_dir() / "data" / "coordinator.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "UPDATE blacklist_events SET record_json = replace(record_json, "
+                         "'did not compute', 'did compute') WHERE seq = 1",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto tampered = cp.get("/security/blacklist/audit");
+  EXPECT_EQ(tampered.body.value("verified", true), false);
+  EXPECT_NE(tampered.body["problems"].dump().find("event 1: hash mismatch"), std::string::npos)
+      << tampered.text;
 }
 
 }  // namespace

@@ -140,6 +140,8 @@ TEST(AllInOneBinary, SubmitDecomposesThroughItsInferenceService) {
                  {"INFERENCE_PORT", std::to_string(testing::free_port())},
                  {"CONTROL_PLANE_PORT", std::to_string(testing::free_port())},
                  {"AUTO_APPROVE_AGENTS", "true"},
+                 // The queue is inspected before any agent takes work.
+                 {"DISABLE_SELF_AGENT", "true"},
                  {"EDGECODER_DATA_DIR", (dir.path() / "data").string()},
                  {"HOME", dir.path().string()}};
   options.output_dir = dir.path() / "out";

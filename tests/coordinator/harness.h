@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -62,6 +63,8 @@ class Harness {
   ~Harness();
 
   std::uint16_t port() const { return port_; }
+  // The coordinator's data directory (its signing key); the SQLite store is data/coordinator.db.
+  const std::filesystem::path& data_dir() const { return home_->data_dir(); }
   store::Store& store() { return *store_; }
   store::testing::TestClock& clock() { return *clock_; }
   std::shared_ptr<FakeInference> inference() { return inference_; }
