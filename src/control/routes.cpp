@@ -203,6 +203,18 @@ asio::awaitable<net::Response> adjust_credits(ServicePtr svc, net::Request reque
   co_return co_await std::move(change);
 }
 
+asio::awaitable<net::Response> set_mode(ServicePtr svc, net::Request request) {
+  const std::string agent_id = request.param("agentId");
+  if (auto bad = bad_param(agent_id, "agentId")) co_return std::move(*bad);
+  auto change = forward_change(
+      svc, std::move(request), "/admin/agents/" + net::percent_encode(agent_id) + "/mode",
+      AuditFacts{"agent.mode", agent_id}, [](const nlohmann::json& answer, AuditFacts& f) {
+        const auto& agent = answer.contains("agent") ? answer["agent"] : nlohmann::json::object();
+        f.detail = {{"mode", agent.value("mode", "")}};
+      });
+  co_return co_await std::move(change);
+}
+
 asio::awaitable<net::Response> add_to_blacklist(ServicePtr svc, net::Request request) {
   auto change = forward_change(
       svc, std::move(request), "/security/blacklist", AuditFacts{"blacklist.add", ""},
@@ -356,6 +368,7 @@ void add_operator_routes(net::Router& router, ServicePtr svc) {
   add("GET", "/agents/catalog", detail::agent_catalog);
   add("GET", "/agents/:agentId", detail::agent_view);
   add("POST", "/agents/:agentId/approval", detail::set_approval);
+  add("POST", "/agents/:agentId/mode", detail::set_mode);
   auto read = [&](const char* path, const char* upstream) {
     router.add("GET", path,
                [svc, upstream](net::Request) { return detail::pass_through(svc, upstream); });

@@ -61,6 +61,29 @@ asio::awaitable<net::Response> admin_set_approval(ServicePtr svc, net::Request r
   co_return net::Response::json(200, {{"ok", true}, {"agent", agent_json(*svc, *agent)}});
 }
 
+// The operator's mode for an agent: it wins over the mode the agent declares (re-registrations
+// keep it) and is what /register and /capacity say; "declared" goes back to the agent's own.
+asio::awaitable<net::Response> admin_set_mode(ServicePtr svc, net::Request request) {
+  const std::string agent_id = request.param("agentId");
+  auto body = json_body(request);
+  if (!body) co_return net::Response::error(body.error());
+  api::JsonReader r(*body);
+  std::string mode = r.one_of("mode", {"swarm-only", "ide-enabled", "declared"}, "", true);
+  if (!r.ok()) co_return net::Response::error(*r.error());
+  if (mode == "declared") mode.clear();
+  store::Store* st = svc->store.get();
+  auto call = st->run([st, agent_id, mode] { return st->set_agent_mode(agent_id, mode); });
+  auto agent = co_await std::move(call);
+  if (!agent) {
+    if (agent.error().code == core::Errc::not_found) {
+      co_return error_response(404, "agent_not_found", agent.error().detail);
+    }
+    co_return net::Response::error(agent.error());
+  }
+  core::log::info("coordinator", "agent_mode", {{"agent", agent_id}, {"mode", agent->mode()}});
+  co_return net::Response::json(200, {{"ok", true}, {"agent", agent_json(*svc, *agent)}});
+}
+
 asio::awaitable<net::Response> admin_create_token(ServicePtr svc, net::Request request) {
   auto body = json_body(request);
   if (!body) co_return net::Response::error(body.error());
@@ -254,6 +277,8 @@ void add_admin_routes(net::Router& router, ServicePtr svc) {
   router.add("POST", "/admin/agents/:agentId/reset", [svc](net::Request r) {
     return detail::admin_set_approval(svc, std::move(r), store::Approval::pending);
   });
+  router.add("POST", "/admin/agents/:agentId/mode",
+             [svc](net::Request r) { return detail::admin_set_mode(svc, std::move(r)); });
   router.add("POST", "/admin/registration-tokens",
              [svc](net::Request r) { return detail::admin_create_token(svc, std::move(r)); });
   router.add("GET", "/admin/registration-tokens",

@@ -118,7 +118,7 @@ asio::awaitable<net::Response> agent_register(ServicePtr svc, net::Request reque
                              {{"reason", "denied_by_operator"}, {"approval", "denied"}});
   }
   nlohmann::json out = {{"policy", execution_policy(agent.info.max_concurrent_tasks)},
-                        {"mode", agent.info.mode},
+                        {"mode", agent.mode()},
                         {"approval", store::approval_name(agent.approval)},
                         {"languages", agent_languages(agent)},
                         {"sandboxMode", agent.info.sandbox_mode}};

@@ -99,8 +99,8 @@ asio::awaitable<net::Response> status_capacity(ServicePtr svc, net::Request) {
     if (j["online"].get<bool>() && a.approval == store::Approval::approved) {
       ++connected;
       capacity += a.info.max_concurrent_tasks;
-      if (a.info.mode == "swarm-only") ++swarm;
-      if (a.info.mode == "ide-enabled") ++ide;
+      if (a.mode() == "swarm-only") ++swarm;
+      if (a.mode() == "ide-enabled") ++ide;
       if (j["localModelProvider"] == "ollama-local") ++ollama;
     }
     list.push_back(std::move(j));

@@ -18,7 +18,8 @@ namespace {
 constexpr const char* kSqlAgentCols =
     "id, os, version, mode, client_type, max_concurrent_tasks, sandbox_mode, active_model, "
     "public_key, metadata_json, approval, approval_actor, approval_changed_at_ms, "
-    "registered_at_ms, last_seen_ms, languages, telemetry_json, runtime_json, last_claim_ms";
+    "registered_at_ms, last_seen_ms, languages, telemetry_json, runtime_json, last_claim_ms, "
+    "mode_override";
 
 constexpr const char* kSqlSubtaskCols =
     "id, task_id, idx, kind, language, input, payload_json, project_id, requested_model, "
@@ -70,6 +71,7 @@ Agent sql_agent_from(const Row& r) {
   a.info.telemetry_json = r.s(16);
   a.info.runtime_json = r.s(17);
   a.last_claim_ms = r.i(18);
+  a.mode_override = r.s(19);
   return a;
 }
 
@@ -453,6 +455,21 @@ class SqlStore final : public Store {
                                        "approval_changed_at_ms = $4 WHERE id = $1 RETURNING ") +
                                kSqlAgentCols,
                            {id, std::string(approval_name(approval)), actor, now()});
+      if (!rows) return rows.error();
+      if (!rows->empty()) out = sql_agent_from(rows->at(0));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<Agent> set_agent_mode(const std::string& id, const std::string& mode) override {
+    Result<Agent> out = sql_not_found("agent " + id + " is not registered");
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(std::string("UPDATE agents SET mode_override = $2 WHERE id = $1 "
+                                       "RETURNING ") +
+                               kSqlAgentCols,
+                           {id, mode});
       if (!rows) return rows.error();
       if (!rows->empty()) out = sql_agent_from(rows->at(0));
       return {};

@@ -52,6 +52,9 @@ class AgentStore {
   // not_found when unknown.
   virtual Result<Agent> set_approval(const std::string& id, Approval approval,
                                      const std::string& actor) = 0;
+  // The operator's mode for the agent (empty = back to the mode it declares); re-registrations
+  // keep it. not_found when unknown.
+  virtual Result<Agent> set_agent_mode(const std::string& id, const std::string& mode) = 0;
   // Heartbeat: last_seen_ms = now, and the active model when non-empty. not_found when unknown.
   virtual Result<void> touch_agent(const std::string& id, const std::string& active_model) = 0;
   // Registration in one transaction: checks the registration token (an unknown or revoked one

@@ -45,6 +45,8 @@ struct Agent {
   std::int64_t registered_at_ms = 0;  // first registration
   std::int64_t last_seen_ms = 0;      // last upsert or touch
   std::int64_t last_claim_ms = 0;     // last lease granted to it (0 = never)
+  std::string mode_override;          // set by an operator; empty = the declared info.mode
+  const std::string& mode() const { return mode_override.empty() ? info.mode : mode_override; }
 };
 
 // What a heartbeat changes. Empty strings keep the stored value.

@@ -101,6 +101,8 @@ const std::vector<std::tuple<std::string, std::string, json>>& operator_routes()
       {"GET", "/agents", nullptr},
       {"GET", "/agents/catalog", nullptr},
       {"POST", "/agents/agent-1/approval", {{"approved", true}}},
+      {"POST", "/agents/agent-1/mode", {{"mode", "ide-enabled"}}},
+      {"GET", "/agents/agent-1", nullptr},
       {"GET", "/registration-tokens", nullptr},
       {"POST", "/registration-tokens", {{"label", "x"}}},
       {"POST", "/registration-tokens/abc/revoke", json::object()},
@@ -112,6 +114,20 @@ const std::vector<std::tuple<std::string, std::string, json>>& operator_routes()
       {"GET", "/credits/acct-1/history", nullptr},
       {"POST", "/credits/acct-1/adjust", {{"credits", 5}, {"reason", "test"}}},
       {"GET", "/audit", nullptr},
+      {"GET", "/security/blacklist", nullptr},
+      {"GET", "/security/blacklist/audit", nullptr},
+      {"POST",
+       "/security/blacklist",
+       {{"agentId", "agent-1"}, {"reasonCode", "manual_review"}, {"reason", "test"}}},
+      {"DELETE", "/security/blacklist/agent-1", {{"reason", "test"}}},
+      {"GET", "/rollouts", nullptr},
+      {"POST", "/rollouts", {{"modelId", "m:1"}}},
+      {"GET", "/rollouts/r-1", nullptr},
+      {"POST", "/rollouts/r-1/promote", json::object()},
+      {"POST", "/rollouts/r-1/pause", json::object()},
+      {"POST", "/rollouts/r-1/resume", json::object()},
+      {"POST", "/rollouts/r-1/rollback", json::object()},
+      {"GET", "/admin/api/dashboard-data", nullptr},
   };
   return routes;
 }
@@ -852,6 +868,37 @@ TEST(ControlSecurity, TheBlacklistBlocksEveryAgentRouteAndRemovalIsAChainedAudit
   EXPECT_EQ(tampered.body.value("verified", true), false);
   EXPECT_NE(tampered.body["problems"].dump().find("event 1: hash mismatch"), std::string::npos)
       << tampered.text;
+}
+
+}  // namespace
+}  // namespace edgecoder::control
+
+namespace edgecoder::control {
+namespace {
+
+TEST(ControlAgents, AnOperatorsModeWinsOverTheDeclaredOneAndSurvivesReRegistration) {
+  Harness h;
+  ControlPlane cp(h.port());
+  h.register_agent("a1");  // declares swarm-only
+  auto set = cp.post("/agents/a1/mode", {{"mode", "ide-enabled"}});
+  ASSERT_EQ(set.status, 200) << set.text;
+  EXPECT_EQ(set.body["agent"].value("mode", ""), "ide-enabled");
+  EXPECT_EQ(set.body["agent"].value("declaredMode", ""), "swarm-only");
+  // The agent is told at registration, and registering again does not undo it.
+  EXPECT_EQ(h.register_agent("a1").value("mode", ""), "ide-enabled");
+  auto capacity = h.get("/capacity");
+  EXPECT_EQ(capacity.body["totals"].value("ideEnabledCount", -1), 1) << capacity.text;
+  EXPECT_EQ(capacity.body["totals"].value("swarmEnabledCount", -1), 0);
+  EXPECT_EQ(cp.get("/agents/a1").body["agent"].value("mode", ""), "ide-enabled");
+  // Back to what the agent declares.
+  ASSERT_EQ(cp.post("/agents/a1/mode", {{"mode", "declared"}}).status, 200);
+  EXPECT_EQ(h.register_agent("a1").value("mode", ""), "swarm-only");
+  EXPECT_EQ(cp.post("/agents/a1/mode", {{"mode", "turbo"}}).status, 400);
+  EXPECT_EQ(cp.post("/agents/nobody/mode", {{"mode", "swarm-only"}}).status, 404);
+  const auto audit = cp.get("/audit");
+  ASSERT_EQ(audit.body["records"].size(), 2u) << audit.text;
+  EXPECT_EQ(audit.body["records"][0].value("action", ""), "agent.mode");
+  EXPECT_EQ(audit.body["records"][0]["detail"].value("mode", ""), "ide-enabled");
 }
 
 }  // namespace

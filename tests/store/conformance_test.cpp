@@ -543,6 +543,23 @@ TEST_P(StoreConformance, RolloutPolicyAndStatesAreStoredTogether) {
   EXPECT_EQ(store_->put_rollout(r, {b}).error().code, core::Errc::invalid_argument);
 }
 
+TEST_P(StoreConformance, AnOperatorsAgentModeSurvivesReRegistration) {
+  AgentRegistration reg;
+  reg.info.id = "a1";
+  reg.info.mode = "swarm-only";
+  ASSERT_TRUE(store_->register_agent(reg));
+  auto set = store_->set_agent_mode("a1", "ide-enabled");
+  ASSERT_TRUE(set);
+  EXPECT_EQ(set->mode(), "ide-enabled");
+  auto again = store_->register_agent(reg);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->agent.mode(), "ide-enabled");
+  EXPECT_EQ(again->agent.info.mode, "swarm-only");
+  ASSERT_TRUE(store_->set_agent_mode("a1", ""));
+  EXPECT_EQ(store_->get_agent("a1")->mode(), "swarm-only");
+  EXPECT_EQ(store_->set_agent_mode("nobody", "ide-enabled").error().code, core::Errc::not_found);
+}
+
 TEST_P(StoreConformance, BlacklistChainAppendsOnTheHeadAndAppliesEachEvent) {
   auto head = store_->blacklist_head();
   ASSERT_TRUE(head);
