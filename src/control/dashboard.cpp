@@ -219,15 +219,14 @@ asio::awaitable<net::Response> dashboard_data(ServicePtr svc, net::Request) {
   auto local = st->run([st]() -> core::Result<json> {
     auto rollouts = list_rollouts_json(*st);
     if (!rollouts) return rollouts.error();
-    auto audit = st->list_audit(0, 0);
+    auto audit = st->recent_audit("credits.adjust", "", 10);
     if (!audit) return audit.error();
     json adjustments = json::array();
-    for (auto it = audit->rbegin(); it != audit->rend() && adjustments.size() < 10; ++it) {
-      if (it->action != "credits.adjust") continue;
-      json detail = json::parse(it->detail_json, nullptr, false);
+    for (const auto& a : *audit) {
+      json detail = json::parse(a.detail_json, nullptr, false);
       if (!detail.is_object()) detail = json::object();
-      adjustments.push_back({{"atMs", it->at_ms},
-                             {"accountId", it->target},
+      adjustments.push_back({{"atMs", a.at_ms},
+                             {"accountId", a.target},
                              {"credits", detail.value("credits", 0.0)},
                              {"reason", detail.value("reason", "")}});
     }

@@ -299,11 +299,11 @@ asio::awaitable<net::Response> agent_view(ServicePtr svc, net::Request request) 
                             {"error", s.error}});
       }
     }
-    auto audit = st->list_audit(0, 0);
+    auto audit = st->recent_audit("", agent_id, 100);
     if (!audit) return audit.error();
     nlohmann::json actions = nlohmann::json::array();
-    for (const auto& a : *audit) {
-      if (a.target != agent_id) continue;
+    for (auto it = audit->rbegin(); it != audit->rend(); ++it) {  // oldest first
+      const auto& a = *it;
       actions.push_back(
           {{"id", a.id}, {"atMs", a.at_ms}, {"actor", a.actor}, {"action", a.action}});
     }
@@ -316,24 +316,12 @@ asio::awaitable<net::Response> agent_view(ServicePtr svc, net::Request request) 
 }
 
 asio::awaitable<net::Response> list_audit(ServicePtr svc, net::Request request) {
-  std::int64_t after = 0;
-  int limit = 100;
-  auto number = [](const std::optional<std::string>& text, std::int64_t min, std::int64_t max,
-                   std::int64_t& out) {
-    if (!text) return true;
-    char* end = nullptr;
-    const long long v = std::strtoll(text->c_str(), &end, 10);
-    if (text->empty() || *end != '\0' || v < min || v > max) return false;
-    out = v;
-    return true;
-  };
-  std::int64_t limit64 = limit;
-  if (!number(request.query_param("after"), 0, INT64_MAX, after) ||
-      !number(request.query_param("limit"), 1, 1000, limit64)) {
-    co_return net::Response::error(
-        api::invalid_request("after: expected an audit id >= 0; limit: expected 1..1000"));
-  }
-  limit = static_cast<int>(limit64);
+  auto after_id = request.query_int("after", 0, INT64_MAX, 0);
+  if (!after_id) co_return net::Response::error(after_id.error());
+  auto limit_n = request.query_int("limit", 1, 1000, 100);
+  if (!limit_n) co_return net::Response::error(limit_n.error());
+  const std::int64_t after = *after_id;
+  const int limit = static_cast<int>(*limit_n);
   store::Store* st = svc->store.get();
   auto call = st->run([st, after, limit] { return st->list_audit(after, limit); });
   auto records = co_await std::move(call);

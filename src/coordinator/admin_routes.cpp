@@ -2,7 +2,6 @@
 // credit accounts. A registration token is shown once, when created; the
 // store keeps only its SHA-256. The control plane changes mesh state only through these routes.
 #include <cmath>
-#include <cstdlib>
 
 #include "api/json_reader.h"
 #include "coordinator/service.h"
@@ -165,17 +164,6 @@ asio::awaitable<net::Response> admin_set_network_mode(ServicePtr svc, net::Reque
       200, {{"ok", true}, {"networkMode", mode}, {"updatedAtMs", stored->updated_at_ms}});
 }
 
-// Account ids as the ledger keys them: agent ids, account names, e-mail-like ids.
-bool valid_account_id(std::string_view id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '_' || c == '.' || c == ':' || c == '@';
-    if (!ok) return false;
-  }
-  return true;
-}
-
 double credits_of(std::int64_t millicredits) { return static_cast<double>(millicredits) / 1000.0; }
 
 nlohmann::json ledger_json(const store::LedgerEntry& e) {
@@ -189,21 +177,14 @@ nlohmann::json ledger_json(const store::LedgerEntry& e) {
 net::Response bad_account(const std::string& id) {
   return error_response(400, "invalid_account_id",
                         "account id '" + id.substr(0, 64) +
-                            "': expected 1-128 characters of letters, digits and - _ . : @");
+                            "': expected 1-128 characters of letters, digits and . _ : @ + # / -");
 }
 
 asio::awaitable<net::Response> admin_get_credits(ServicePtr svc, net::Request request) {
   const std::string account = request.param("accountId");
-  if (!valid_account_id(account)) co_return bad_account(account);
-  std::size_t limit = 100;
-  if (auto l = request.query_param("limit")) {
-    char* end = nullptr;
-    const long v = std::strtol(l->c_str(), &end, 10);
-    if (l->empty() || *end != '\0' || v < 1 || v > 1000) {
-      co_return net::Response::error(api::invalid_request("limit: expected 1..1000"));
-    }
-    limit = static_cast<std::size_t>(v);
-  }
+  if (!api::is_identifier(account)) co_return bad_account(account);
+  auto limit = request.query_int("limit", 1, 1000, 100);
+  if (!limit) co_return net::Response::error(limit.error());
   store::Store* st = svc->store.get();
   auto call = st->run([st, account] { return st->list_ledger(account, 0, 0); });
   auto entries = co_await std::move(call);
@@ -211,7 +192,8 @@ asio::awaitable<net::Response> admin_get_credits(ServicePtr svc, net::Request re
   std::int64_t balance = 0;
   for (const auto& e : *entries) balance += e.amount_millicredits;
   nlohmann::json history = nlohmann::json::array();
-  for (auto it = entries->rbegin(); it != entries->rend() && history.size() < limit; ++it) {
+  for (auto it = entries->rbegin();
+       it != entries->rend() && history.size() < static_cast<std::size_t>(*limit); ++it) {
     history.push_back(ledger_json(*it));
   }
   co_return net::Response::json(200, {{"accountId", account},
@@ -222,7 +204,7 @@ asio::awaitable<net::Response> admin_get_credits(ServicePtr svc, net::Request re
 
 asio::awaitable<net::Response> admin_adjust_credits(ServicePtr svc, net::Request request) {
   const std::string account = request.param("accountId");
-  if (!valid_account_id(account)) co_return bad_account(account);
+  if (!api::is_identifier(account)) co_return bad_account(account);
   auto body = json_body(request);
   if (!body) co_return net::Response::error(body.error());
   api::JsonReader r(*body);

@@ -2,6 +2,8 @@
 // shape, JSON body parsing and SSE framing. No Beast here: these are plain string functions.
 #include "net/http.h"
 
+#include <charconv>
+
 #include <nlohmann/json.hpp>
 
 namespace edgecoder::net {
@@ -114,6 +116,21 @@ Response Response::text(int status, std::string body, std::string content_type) 
   r.headers.emplace_back("Content-Type", std::move(content_type));
   r.body = std::move(body);
   return r;
+}
+
+core::Result<std::int64_t> Request::query_int(std::string_view name, std::int64_t min,
+                                              std::int64_t max, std::int64_t fallback) const {
+  auto text = query_param(name);
+  if (!text) return fallback;
+  std::int64_t value = 0;
+  const char* end = text->data() + text->size();
+  auto [at, ec] = std::from_chars(text->data(), end, value);
+  if (text->empty() || ec != std::errc() || at != end || value < min || value > max) {
+    return core::Error(core::Errc::invalid_argument, "invalid_request",
+                       std::string(name) + ": expected an integer from " + std::to_string(min) +
+                           " to " + std::to_string(max));
+  }
+  return value;
 }
 
 std::string percent_encode(std::string_view text) {

@@ -3,6 +3,7 @@
 // Thread-safety: plain values. A BodyWriter / WebSocket is used only by the coroutine handed it.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -42,6 +43,10 @@ struct Request {
   }
   // Percent-decoded value of the first `name=` query parameter.
   std::optional<std::string> query_param(std::string_view name) const;
+  // The query parameter as an integer in [min, max]; `fallback` when absent; an error
+  // (invalid_argument, naming the parameter and the range) when it is not such an integer.
+  core::Result<std::int64_t> query_int(std::string_view name, std::int64_t min, std::int64_t max,
+                                       std::int64_t fallback) const;
   // A path parameter bound by the router; empty when absent.
   std::string param(std::string_view name) const;
 };

@@ -1247,6 +1247,26 @@ class SqlStore final : public Store {
     return out;
   }
 
+  Result<std::vector<AuditRecord>> recent_audit(const std::string& action,
+                                                const std::string& target, int limit) override {
+    std::vector<AuditRecord> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT id, at_ms, actor, action, target, detail_json FROM control_audit_log WHERE ($1 "
+          "= '' OR action = $1) AND ($2 = '' OR target = $2) ORDER BY id DESC" +
+              sql_limit(limit),
+          {action, target});
+      if (!rows) return rows.error();
+      out.clear();
+      for (const auto& row : *rows) {
+        out.push_back(AuditRecord{row.i(0), row.i(1), row.s(2), row.s(3), row.s(4), row.s(5)});
+      }
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
   Result<std::vector<AuditRecord>> list_audit(std::int64_t after_id, int limit) override {
     std::vector<AuditRecord> out;
     auto r = db_->read([&](Tx& tx) -> Result<void> {

@@ -196,6 +196,10 @@ class AuditStore {
   virtual Result<std::int64_t> append_audit(const AuditRecord& record) = 0;
   // Records with id > after_id, oldest first, at most limit (0 = no limit).
   virtual Result<std::vector<AuditRecord>> list_audit(std::int64_t after_id, int limit) = 0;
+  // The newest records with this action and this target ("" = any), newest first, at most
+  // `limit` (what a dashboard or one agent's view shows without reading the whole log).
+  virtual Result<std::vector<AuditRecord>> recent_audit(const std::string& action,
+                                                        const std::string& target, int limit) = 0;
 };
 
 // Coordinator: mesh-wide settings an operator changes at run time (the network mode), shared by

@@ -447,6 +447,15 @@ TEST_P(StoreConformance, AuditLog) {
   EXPECT_EQ(all->at(0).at_ms, clock_->now_ms.load());
   EXPECT_EQ(store_->list_audit(*id1, 0)->size(), 1u);
   EXPECT_EQ(store_->list_audit(0, 1)->size(), 1u);
+  rec.target = "agent-2";
+  ASSERT_TRUE(store_->append_audit(rec));
+  auto recent = store_->recent_audit("blacklist", "", 0);
+  ASSERT_TRUE(recent);
+  ASSERT_EQ(recent->size(), 2u);
+  EXPECT_EQ(recent->at(0).target, "agent-2");  // newest first
+  EXPECT_EQ(store_->recent_audit("", "agent-1", 0)->size(), 2u);
+  EXPECT_EQ(store_->recent_audit("approve_agent", "agent-2", 0)->size(), 0u);
+  EXPECT_EQ(store_->recent_audit("", "", 1)->size(), 1u);
   rec.actor = "";
   EXPECT_EQ(store_->append_audit(rec).error().code, core::Errc::invalid_argument);
 }
