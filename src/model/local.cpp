@@ -57,7 +57,9 @@ std::vector<long long> local_numbers(std::string_view text) {
     }
     std::size_t j = i;
     while (j < text.size() && std::isdigit(static_cast<unsigned char>(text[j])) != 0) ++j;
-    if (j - i <= 9) {
+    // "Subtask 2 result: 88" in the coordinator's context block: the label's number is not data.
+    const bool label = i >= 8 && text.substr(i - 8, 8) == "Subtask ";
+    if (j - i <= 9 && !label) {
       long long v = std::stoll(std::string(text.substr(i, j - i)));
       if (i > 0 && text[i - 1] == '-') v = -v;
       out.push_back(v);

@@ -35,6 +35,10 @@ const std::vector<Case>& cases() {
       {"Multiply 6 and 7", "42"},
       {"Convert \"hi there\" to uppercase", "HI THERE"},
       {"Do something nobody planned for", "edgecoder-local: Do something nobody planned for"},
+      // The coordinator's context block: the numbers come from the results, not the labels.
+      {"[Context from previous subtasks]\nSubtask 1 result: 0, 1, 1, 2, 3, 5, 8, 13, 21, 34\n\n"
+       "[Your task]\nSum them",
+       "88"},
   };
   return kCases;
 }
