@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "net/client.h"
+#include "net/stream_parsers.h"
 #include "support/child_process.h"
 
 namespace edgecoder {
@@ -140,6 +141,119 @@ TEST_F(NodeTest, AllInOneRunsItsEmbeddedAgentWhichCompletesATask) {
   EXPECT_EQ(agents["agents"][0].value("approvedBy", "").rfind("registration-token:self-agent-", 0),
             0u)
       << agents.dump();
+  stop(*node);
+}
+
+// The whole path on one all-in-one node (SQLite, the built-in offline provider, the embedded
+// agent in its sandbox): a prompt /submit decomposes into a dependency chain completes in order,
+// each later step receiving the results before it as its context block; the results come through
+// the result routes and the event stream; a task sent through /tasks completes; cancel stops a
+// task still queued behind it (the agent works on one subtask at a time).
+TEST_F(NodeTest, AllInOneSubmitDecomposesRunsInDependencyOrderAndCancels) {
+  Ports ports;
+  auto env = node_env(ports);
+  const char* mode = std::getenv("EDGECODER_TEST_SANDBOX_MODE");
+  env["SANDBOX_MODE"] = mode && *mode ? mode : "bwrap";
+  env["SANDBOX_TIMEOUT_MS"] = "60000";
+  env["AGENT_HEARTBEAT_MS"] = "300";
+  env["AGENT_POLL_MS"] = "100";
+  auto node = start(env);
+  ASSERT_TRUE(testing::wait_for_port(ports.coordinator, 30s)) << node->stderr_text();
+  std::string mesh;
+  std::ifstream(dir_.path() / "data/secrets/MESH_AUTH_TOKEN") >> mesh;
+  const net::Headers auth = {{"x-mesh-token", mesh}, {"content-type", "application/json"}};
+  auto post = [&](const std::string& path, const nlohmann::json& body) {
+    net::ClientRequest request;
+    request.method = "POST";
+    request.url = "http://127.0.0.1:" + std::to_string(ports.coordinator) + path;
+    request.headers = auth;
+    request.body = body.dump();
+    auto response = net::fetch(std::move(request));
+    EXPECT_TRUE(response.has_value()) << (response ? "" : response.error().detail);
+    return response ? *response : net::ClientResponse{};
+  };
+  auto task_json = [&](const std::string& id) {
+    return nlohmann::json::parse(get(ports.coordinator, "/tasks/" + id, auth).body, nullptr, false);
+  };
+  auto wait_status = [&](const std::string& id, const std::string& status) {
+    nlohmann::json task;
+    const auto deadline = std::chrono::steady_clock::now() + 180s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      task = task_json(id);
+      if (task.is_object() && task.value("status", "") == status) break;
+      std::this_thread::sleep_for(200ms);
+    }
+    return task;
+  };
+
+  auto submitted = post("/submit", {{"prompt",
+                                     "Build a report:\n1. Generate the first 10 Fibonacci numbers\n"
+                                     "2. Sum them\n3) javascript: Print the sum as JSON"}});
+  ASSERT_EQ(submitted.status, 201) << submitted.body << node->stderr_text();
+  const auto created = nlohmann::json::parse(submitted.body);
+  const std::string task_id = created.value("taskId", "");
+  ASSERT_EQ(created["subtasks"].size(), 3u) << submitted.body;
+  auto task = wait_status(task_id, "completed");
+  ASSERT_EQ(task.value("status", ""), "completed") << task.dump() << node->stderr_text();
+
+  // Each step's result, through the result route.
+  std::vector<std::string> outputs;
+  for (const auto& s : task["subtasks"]) {
+    auto r = get(ports.coordinator,
+                 "/tasks/" + task_id + "/subtasks/" + s.value("id", "") + "/result", auth);
+    ASSERT_EQ(r.status, 200) << r.body;
+    outputs.push_back(nlohmann::json::parse(r.body).value("output", ""));
+  }
+  EXPECT_EQ(outputs[0], "0, 1, 1, 2, 3, 5, 8, 13, 21, 34\n") << task.dump();
+  // "Sum them" names no number: the sum can only come from step 1's result in its context
+  // block, and step 3 sees step 2's.
+  EXPECT_EQ(outputs[1], "88\n") << task.dump();
+  EXPECT_NE(outputs[2].find("88"), std::string::npos) << task.dump();
+
+  // The event stream (the task is complete, so it replays everything and ends): every step is
+  // leased only after the step before it has its result.
+  auto events_text = get(ports.coordinator, "/tasks/" + task_id + "/events", auth).body;
+  net::SseParser parser;
+  auto events = parser.feed(events_text);
+  ASSERT_TRUE(events) << events_text;
+  std::map<std::string, int> index_of;
+  for (const auto& s : task["subtasks"]) index_of[s.value("id", "")] = s.value("subtaskIndex", -1);
+  std::vector<std::string> order;
+  for (const auto& e : *events) {
+    auto data = nlohmann::json::parse(e.data, nullptr, false);
+    if (e.event == "subtask_leased" || e.event == "subtask_result") {
+      order.push_back(e.event + ":" + std::to_string(index_of[data.value("subtaskId", "")]));
+    }
+  }
+  EXPECT_EQ(order,
+            (std::vector<std::string>{"subtask_leased:0", "subtask_result:0", "subtask_leased:1",
+                                      "subtask_result:1", "subtask_leased:2", "subtask_result:2"}))
+      << events_text;
+  EXPECT_EQ(events->back().event, "task_completed") << events_text;
+
+  // A slow task through /tasks keeps the agent busy; one queued behind it is cancelled and never
+  // runs; the slow one completes.
+  auto slow = post(
+      "/tasks",
+      {{"taskId", "slow"},
+       {"subtasks",
+        {{{"input", "import time\ntime.sleep(3)\nprint('slow done')"}, {"language", "python"}}}}});
+  ASSERT_EQ(slow.status, 201) << slow.body;
+  auto running = wait_status("slow", "running");
+  ASSERT_EQ(running.value("status", ""), "running") << running.dump();
+  auto queued =
+      post("/tasks", {{"taskId", "queued"},
+                      {"subtasks", {{{"input", "print('never')"}, {"language", "python"}}}}});
+  ASSERT_EQ(queued.status, 201) << queued.body;
+  EXPECT_EQ(task_json("queued")["subtasks"][0].value("state", ""), "queued");
+  auto cancelled = post("/tasks/queued/cancel", nlohmann::json::object());
+  EXPECT_EQ(cancelled.status, 200) << cancelled.body;
+  auto done = wait_status("slow", "completed");
+  EXPECT_EQ(done.value("output", ""), "slow done\n") << done.dump();
+  std::this_thread::sleep_for(1s);
+  auto after = task_json("queued");
+  EXPECT_EQ(after.value("status", ""), "cancelled") << after.dump();
+  EXPECT_FALSE(after["subtasks"][0].contains("result")) << after.dump();
   stop(*node);
 }
 
