@@ -11,6 +11,7 @@
 #include "app/node.h"
 #include "app/release_verify.h"
 #include "app/secrets.h"
+#include "app/task_cli.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "sandbox/cli.h"
@@ -105,11 +106,32 @@ int main(int argc, char** argv) {
   sandbox_run_cmd->add_option("file", sandbox_file, "the program (- = standard input)");
   sandbox_cmd->require_subcommand(1);
 
+  auto* task_cmd =
+      cli.add_subcommand("task", "tasks on the coordinator (COORDINATOR_URL or this node)");
+  edgecoder::app::TaskVerb task_verb;
+  auto* task_submit_cmd = task_cmd->add_subcommand(
+      "submit",
+      "submit a prompt, show its progress and print the assembled result (Ctrl-C detaches; exit 0 "
+      "completed, 1 failed or refused, 130 detached)");
+  task_submit_cmd->add_option("prompt", task_verb.prompt, "what to build")->required();
+  task_submit_cmd->add_option("--language,-l", task_verb.language, "python|javascript");
+  auto* task_show_cmd = task_cmd->add_subcommand("show", "a task's state, subtasks and output");
+  task_show_cmd->add_option("id", task_verb.task_id, "task id")->required();
+  task_show_cmd->add_flag("--json", task_verb.json, "print the coordinator's JSON");
+  auto* task_cancel_cmd = task_cmd->add_subcommand("cancel", "cancel a task");
+  task_cancel_cmd->add_option("id", task_verb.task_id, "task id")->required();
+  task_cmd->require_subcommand(1);
+
+  auto* status_cmd = cli.add_subcommand("status", "the coordinator's queue and agents");
+  bool status_json = false;
+  status_cmd->add_flag("--json", status_json, "print the coordinator's JSON");
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = cli.exit(e);
-    return code != 0 && sandbox_cmd->parsed() ? 2 : code;  // the sandbox verb's usage code
+    // The sandbox and task verbs document 2 as their usage code.
+    return code != 0 && (sandbox_cmd->parsed() || task_cmd->parsed()) ? 2 : code;
   }
 
   if (release_verify_cmd->parsed()) {
@@ -169,6 +191,18 @@ int main(int argc, char** argv) {
   }
   if (sandbox_run_cmd->parsed()) {
     return edgecoder::sandbox::run_sandbox_verb(*config, sandbox_language, sandbox_file);
+  }
+  if (task_submit_cmd->parsed()) {
+    return edgecoder::app::task_submit(*config, task_verb);
+  }
+  if (task_show_cmd->parsed()) {
+    return edgecoder::app::task_show(*config, task_verb);
+  }
+  if (task_cancel_cmd->parsed()) {
+    return edgecoder::app::task_cancel(*config, task_verb);
+  }
+  if (status_cmd->parsed()) {
+    return edgecoder::app::status_show(*config, status_json);
   }
   if (token_show_cmd->parsed()) {
     return edgecoder::app::token_show(*config, role);

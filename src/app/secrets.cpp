@@ -118,6 +118,15 @@ core::Result<std::vector<std::string>> prepare_secrets(core::Config& config) {
   return missing;
 }
 
+std::string effective_secret(const core::Config& config, std::string_view setting) {
+  std::string value = config.settings.get_or(std::string(setting), "");
+  if (value.empty()) {
+    auto stored = core::fs::read_file(secret_path(config, setting));
+    if (stored) value = without_trailing_newlines(*stored);
+  }
+  return value;
+}
+
 int token_show(const core::Config& config, std::string_view role) {
   auto setting = setting_for_role(role);
   if (!setting) {
@@ -136,13 +145,7 @@ int token_show(const core::Config& config, std::string_view role) {
                  config.data_dir.c_str());
     return 1;
   }
-  std::string value = config.settings.get_or(*setting, "");
-  if (value.empty()) {
-    auto stored = core::fs::read_file(secret_path(config, *setting));
-    if (stored) {
-      value = without_trailing_newlines(*stored);
-    }
-  }
+  const std::string value = effective_secret(config, *setting);
   if (value.empty()) {
     std::fprintf(stderr,
                  "edgecoder: no %.*s yet: set it, or start the all-in-one node once to generate "

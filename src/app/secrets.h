@@ -24,6 +24,10 @@ std::string role_names();
 // returned for the caller to warn about.
 core::Result<std::vector<std::string>> prepare_secrets(core::Config& config);
 
+// The value of a secret setting: the operator's (env, file, credential) or the one the node
+// generated into its data directory; empty when neither exists.
+std::string effective_secret(const core::Config& config, std::string_view setting);
+
 // `edgecoder token show <role>`: prints the effective token. Only the data directory's owner (or
 // root) may read it. Returns the process exit code.
 int token_show(const core::Config& config, std::string_view role);

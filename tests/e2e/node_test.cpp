@@ -257,6 +257,104 @@ TEST_F(NodeTest, AllInOneSubmitDecomposesRunsInDependencyOrderAndCancels) {
   stop(*node);
 }
 
+// The client verbs against a running all-in-one node (they find its port and generated mesh
+// token through the same data directory): submit follows progress and prints the result; show,
+// cancel and status; Ctrl-C detaches; an unreachable coordinator and a wrong token are explained.
+TEST_F(NodeTest, TaskVerbsSubmitShowCancelStatusAndDetach) {
+  Ports ports;
+  auto env = node_env(ports);
+  const char* mode = std::getenv("EDGECODER_TEST_SANDBOX_MODE");
+  env["SANDBOX_MODE"] = mode && *mode ? mode : "bwrap";
+  env["SANDBOX_TIMEOUT_MS"] = "60000";
+  env["AGENT_HEARTBEAT_MS"] = "300";
+  env["AGENT_POLL_MS"] = "100";
+  auto node = start(env);
+  ASSERT_TRUE(testing::wait_for_port(ports.coordinator, 30s)) << node->stderr_text();
+
+  auto submitted =
+      run(env, {"task", "submit", "Print the first 10 Fibonacci numbers", "--language", "python"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err << node->stderr_text();
+  EXPECT_EQ(submitted.out, "0, 1, 1, 2, 3, 5, 8, 13, 21, 34\n");
+  EXPECT_NE(submitted.err.find("subtask 1/1: running on"), std::string::npos) << submitted.err;
+  EXPECT_NE(submitted.err.find("subtask 1/1: done"), std::string::npos) << submitted.err;
+  ASSERT_EQ(submitted.err.rfind("task ", 0), 0u) << submitted.err;
+  const std::string task_id = submitted.err.substr(5, submitted.err.find(':') - 5);
+
+  auto shown = run(env, {"task", "show", task_id});
+  EXPECT_EQ(shown.code, 0) << shown.err;
+  EXPECT_NE(shown.out.find("task " + task_id + ": completed"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("--- output ---\n0, 1, 1"), std::string::npos) << shown.out;
+  auto as_json = run(env, {"task", "show", task_id, "--json"});
+  EXPECT_EQ(nlohmann::json::parse(as_json.out, nullptr, false).value("status", ""), "completed")
+      << as_json.out;
+  auto missing = run(env, {"task", "show", "no-such-task"});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.err.find("task_not_found"), std::string::npos) << missing.err;
+  auto status = run(env, {"status"});
+  EXPECT_EQ(status.code, 0) << status.err;
+  EXPECT_NE(status.out.find("agents"), std::string::npos) << status.out;
+  EXPECT_EQ(run(env, {"task", "submit"}).code, 2);
+  EXPECT_EQ(run(env, {"task", "submit", "x", "--language", "cobol"}).code, 2);
+
+  // A slow task keeps the agent busy; a submit queued behind it detaches on Ctrl-C, and cancel
+  // stops it.
+  std::string mesh;
+  std::ifstream(dir_.path() / "data/secrets/MESH_AUTH_TOKEN") >> mesh;
+  net::ClientRequest slow;
+  slow.method = "POST";
+  slow.url = "http://127.0.0.1:" + std::to_string(ports.coordinator) + "/tasks";
+  slow.headers = {{"x-mesh-token", mesh}, {"content-type", "application/json"}};
+  slow.body =
+      nlohmann::json{
+          {"taskId", "slow"},
+          {"subtasks",
+           {{{"input", "import time\ntime.sleep(4)\nprint('slow done')"}, {"language", "python"}}}}}
+          .dump();
+  auto created = net::fetch(slow);
+  ASSERT_TRUE(created && created->status == 201);
+  for (auto until = std::chrono::steady_clock::now() + 60s;
+       run(env, {"task", "show", "slow"}).out.find(": running") == std::string::npos &&
+       std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ChildOptions options;
+  options.env = env;
+  options.args = {"task", "submit", "Print hello world"};
+  options.output_dir = dir_.path() / "detach";
+  ChildProcess follower(kBinary, options);
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (follower.stderr_text().find(" subtask") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  const std::string err = follower.stderr_text();
+  ASSERT_EQ(err.rfind("task ", 0), 0u) << err;
+  const std::string queued_id = err.substr(5, err.find(':') - 5);
+  follower.signal(SIGINT);
+  auto code = follower.wait(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 130) << follower.stderr_text();
+  EXPECT_NE(follower.stderr_text().find("edgecoder task cancel " + queued_id), std::string::npos)
+      << follower.stderr_text();
+  auto cancelled = run(env, {"task", "cancel", queued_id});
+  EXPECT_EQ(cancelled.code, 0) << cancelled.err;
+  EXPECT_NE(run(env, {"task", "show", queued_id}).out.find(": cancelled"), std::string::npos);
+
+  auto unreachable_env = env;
+  unreachable_env["COORDINATOR_URL"] = "http://127.0.0.1:" + std::to_string(testing::free_port());
+  auto unreachable = run(unreachable_env, {"status"});
+  EXPECT_EQ(unreachable.code, 1);
+  EXPECT_NE(unreachable.err.find("cannot reach the coordinator"), std::string::npos)
+      << unreachable.err;
+  auto wrong_env = env;
+  wrong_env["MESH_AUTH_TOKEN"] = "not-the-token";
+  auto wrong = run(wrong_env, {"status"});
+  EXPECT_EQ(wrong.code, 1);
+  EXPECT_NE(wrong.err.find("refused the mesh token"), std::string::npos) << wrong.err;
+  EXPECT_EQ(wrong.err.find("not-the-token"), std::string::npos) << wrong.err;
+  stop(*node);
+}
+
 TEST_F(NodeTest, AllInOneServesHealthOnItsThreePortsOnly) {
   Ports ports;
   auto node = start(node_env(ports));
