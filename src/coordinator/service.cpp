@@ -1,6 +1,7 @@
 // mount(): options, the store, the role middleware (ARCHITECTURE.md §6), the lease sweeper, and
 // the helpers the route files share.
 #include <chrono>
+#include <cstdlib>
 
 #include "api/coordinator.h"
 #include "coordinator/coordinator.h"
@@ -121,6 +122,18 @@ core::Result<CoordinatorOptions> coordinator_options(const core::Config& config)
     *i.out = *v;
   }
   o.max_attempts = static_cast<int>(max_attempts);
+  auto enforced = s.get_bool("CREDITS_ENFORCED");
+  if (!enforced) return enforced.error();
+  o.credits_enforced = *enforced;
+  const std::string cost = s.get_or("TASK_SUBMIT_CREDITS", "1");
+  char* end = nullptr;
+  const double credits = std::strtod(cost.c_str(), &end);
+  if (cost.empty() || end != cost.c_str() + cost.size() || !(credits > 0) || credits > 1e6) {
+    return core::Error(
+        core::Errc::invalid_argument,
+        "TASK_SUBMIT_CREDITS: expected a number of credits above 0, got '" + cost + "'");
+  }
+  o.task_cost_millicredits = static_cast<std::int64_t>(credits * 1000 + 0.5);
   o.power.ios_stop_level_pct = static_cast<int>(ios_pct);
   o.public_url =
       s.get_or("COORDINATOR_PUBLIC_URL",
@@ -207,6 +220,10 @@ void Service::stop() {
   if (sweeper_.joinable()) sweeper_.join();
 }
 
+namespace {
+constexpr std::int64_t kOrphanHoldGraceMs = 60'000;
+}  // namespace
+
 void Service::sweep_once() {
   auto expired = store->expire_leases();
   if (!expired) {
@@ -218,6 +235,18 @@ void Service::sweep_once() {
     metrics.leases_failed->inc(static_cast<std::uint64_t>(expired->failed));
     core::log::info("coordinator", "leases_expired",
                     {{"requeued", expired->requeued}, {"failed", expired->failed}});
+  }
+  if (!options.credits_enforced) return;
+  // A hold whose task was never created (the coordinator stopped during a submission) is refunded
+  // once no submission can still be creating it.
+  auto settled =
+      store->settle_credit_holds(now() - options.decompose_timeout_ms - kOrphanHoldGraceMs, 500);
+  if (!settled) {
+    core::log::warn("coordinator", "credit_settlement_failed",
+                    {{"detail", settled.error().detail}});
+  } else if (settled->committed > 0 || settled->refunded > 0) {
+    core::log::info("coordinator", "credits_settled",
+                    {{"committed", settled->committed}, {"refunded", settled->refunded}});
   }
 }
 

@@ -50,8 +50,10 @@ struct CoordinatorOptions {
   std::string peer_id;
   std::string public_url;
   std::string network_mode = "public_mesh";
-  std::string ollama_host;           // OLLAMA_HOST (model probe of /health/runtime)
-  std::string local_model_provider;  // LOCAL_MODEL_PROVIDER
+  std::string ollama_host;                      // OLLAMA_HOST (model probe of /health/runtime)
+  std::string local_model_provider;             // LOCAL_MODEL_PROVIDER
+  bool credits_enforced = false;                // CREDITS_ENFORCED
+  std::int64_t task_cost_millicredits = 1'000;  // TASK_SUBMIT_CREDITS
 };
 
 core::Result<CoordinatorOptions> coordinator_options(const core::Config& config);
@@ -82,7 +84,8 @@ class Service {
   // Stops and joins the sweeper. Idempotent.
   void stop();
   std::int64_t now() const { return clock_(); }
-  // One expiry pass (also what the sweeper runs).
+  // One expiry pass (also what the sweeper runs), then, with CREDITS_ENFORCED, the settlement of
+  // the credits held for tasks that have ended.
   void sweep_once();
 
   // The network mode in force: the operator's stored choice, else NETWORK_MODE. The sweeper

@@ -131,10 +131,76 @@ TaskDraft make_draft(const api::TaskOptions& o, const std::string& task_id, std:
   return d;
 }
 
+// CREDITS_ENFORCED: what holding a submission's cost on its submitter's account decided.
+struct CreditHold {
+  std::optional<net::Response> refusal;  // 403 contribute_first_required, 402 insufficient_credits
+  bool reserved = false;                 // this request made the hold (a repeat did not)
+};
+
+asio::awaitable<CreditHold> hold_credits(ServicePtr svc, std::string account, std::string task_id) {
+  CreditHold out;
+  if (!svc->options.credits_enforced) co_return out;
+  if (account.empty() || account == "anonymous") {
+    out.refusal =
+        error_response(403, "contribute_first_required",
+                       "this coordinator charges credits for tasks (CREDITS_ENFORCED): name the "
+                       "submitterAccountId whose account pays");
+    co_return out;
+  }
+  store::LedgerEntry hold;
+  hold.tx_id = "hold:" + task_id;
+  hold.account_id = account;
+  hold.kind = "held";
+  hold.amount_millicredits = -svc->options.task_cost_millicredits;
+  hold.reason = "held for the task until it ends";
+  hold.task_id = task_id;
+  store::Store* st = svc->store.get();
+  auto call = st->run([st, hold] { return st->reserve_credits(hold); });
+  auto reserved = co_await std::move(call);
+  if (!reserved) {
+    out.refusal = net::Response::error(reserved.error());
+    co_return out;
+  }
+  const double required = static_cast<double>(svc->options.task_cost_millicredits) / 1000.0;
+  switch (*reserved) {
+    case store::ReserveOutcome::reserved:
+      out.reserved = true;
+      break;
+    case store::ReserveOutcome::duplicate:
+      break;
+    case store::ReserveOutcome::no_history:
+      out.refusal = error_response(
+          403, "contribute_first_required",
+          "account " + account +
+              " has no credits yet: contribute compute first (run an agent whose account it is) "
+              "or ask an operator to grant some",
+          {{"requiredCredits", required}});
+      break;
+    case store::ReserveOutcome::insufficient:
+      out.refusal = error_response(402, "insufficient_credits",
+                                   "account " + account + " cannot cover this task",
+                                   {{"requiredCredits", required}});
+      break;
+  }
+  co_return out;
+}
+
+// Gives back a hold this request made for a task it then failed to create.
+asio::awaitable<void> refund_hold(ServicePtr svc, std::string task_id) {
+  store::Store* st = svc->store.get();
+  const std::int64_t now = svc->now();
+  auto call = st->run([st, task_id, now] { return st->settle_credit_holds(now + 1, 1, task_id); });
+  auto settled = co_await std::move(call);
+  if (!settled) {
+    core::log::warn("coordinator", "credit_refund_failed",
+                    {{"task", task_id}, {"detail", settled.error().detail}});
+  }
+}
+
 asio::awaitable<net::Response> create_from_drafts(ServicePtr svc, api::TaskOptions o,
                                                   std::string task_id, std::string prompt,
-                                                  std::string source,
-                                                  std::vector<TaskDraft> drafts) {
+                                                  std::string source, std::vector<TaskDraft> drafts,
+                                                  bool refund_on_failure) {
   store::NewTask task;
   task.id = task_id;
   task.project_id = o.project_id;
@@ -148,6 +214,10 @@ asio::awaitable<net::Response> create_from_drafts(ServicePtr svc, api::TaskOptio
   store::Store* st = svc->store.get();
   auto call = st->run([st, task] { return st->create_task(task); });
   auto created = co_await std::move(call);
+  if (!created && refund_on_failure) {
+    auto refund = refund_hold(svc, task_id);
+    co_await std::move(refund);
+  }
   if (!created) {
     if (created.error().code == core::Errc::conflict) {
       co_return error_response(409, created.error().wire(), created.error().detail);
@@ -188,7 +258,11 @@ asio::awaitable<net::Response> task_post_tasks(ServicePtr svc, net::Request requ
     drafts.back().refs = s.depends_on;
   }
   if (auto r = resolve_dependencies(drafts, true); !r) co_return net::Response::error(r.error());
-  auto call = create_from_drafts(svc, q.options, task_id, q.prompt, "tasks", std::move(drafts));
+  auto hold = hold_credits(svc, q.options.submitter_account_id, task_id);
+  CreditHold held = co_await std::move(hold);
+  if (held.refusal) co_return std::move(*held.refusal);
+  auto call = create_from_drafts(svc, q.options, task_id, q.prompt, "tasks", std::move(drafts),
+                                 held.reserved);
   co_return co_await std::move(call);
 }
 
@@ -199,6 +273,11 @@ asio::awaitable<net::Response> task_submit(ServicePtr svc, net::Request request)
   if (!parsed) co_return net::Response::error(parsed.error());
   api::SubmitRequest q = std::move(*parsed);
   std::string task_id = q.options.task_id.empty() ? new_uuid() : q.options.task_id;
+  // Held before decomposing, so an account that cannot pay costs no inference; given back when
+  // the task is not created.
+  auto hold = hold_credits(svc, q.options.submitter_account_id, task_id);
+  CreditHold held = co_await std::move(hold);
+  if (held.refusal) co_return std::move(*held.refusal);
 
   api::DecomposeRequest dq;
   dq.task_id = task_id;
@@ -235,6 +314,10 @@ asio::awaitable<net::Response> task_submit(ServicePtr svc, net::Request request)
     }
   }
   if (!failure.empty()) {
+    if (held.reserved) {
+      auto refund = refund_hold(svc, task_id);
+      co_await std::move(refund);
+    }
     svc->metrics.decompose_failures->inc();
     core::log::warn("coordinator", "decompose_failed", {{"task", task_id}, {"detail", failure}});
     co_return error_response(502, "inference_service_unavailable", failure);
@@ -246,8 +329,15 @@ asio::awaitable<net::Response> task_submit(ServicePtr svc, net::Request request)
                                 d.timeout_ms, q.options.requested_model, static_cast<int>(i)));
     drafts.back().refs = d.depends_on;
   }
-  if (auto r = resolve_dependencies(drafts, false); !r) co_return net::Response::error(r.error());
-  auto create = create_from_drafts(svc, q.options, task_id, q.prompt, "submit", std::move(drafts));
+  if (auto r = resolve_dependencies(drafts, false); !r) {
+    if (held.reserved) {
+      auto refund = refund_hold(svc, task_id);
+      co_await std::move(refund);
+    }
+    co_return net::Response::error(r.error());
+  }
+  auto create = create_from_drafts(svc, q.options, task_id, q.prompt, "submit", std::move(drafts),
+                                   held.reserved);
   co_return co_await std::move(create);
 }
 

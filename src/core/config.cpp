@@ -114,6 +114,12 @@ constexpr std::array kConfigSettings = {
     SettingSpec{"AUTO_APPROVE_AGENTS", "false",
                 "Coordinator: approve every agent that registers with the mesh token (else an "
                 "operator or a registration token approves it)."},
+    SettingSpec{"CREDITS_ENFORCED", "false",
+                "Coordinator: a task submission holds TASK_SUBMIT_CREDITS on its submitter's "
+                "account (402/403 when it cannot pay), spent when the task completes, refunded "
+                "when it fails or is cancelled."},
+    SettingSpec{"TASK_SUBMIT_CREDITS", "1",
+                "Coordinator: credits a task costs when CREDITS_ENFORCED is on."},
     SettingSpec{"COORDINATOR_LEASE_BUDGET_MS", "60000",
                 "Coordinator: milliseconds added to a subtask's timeoutMs to size its lease (model "
                 "time); heartbeats renew it."},

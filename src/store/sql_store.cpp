@@ -1197,6 +1197,104 @@ class SqlStore final : public Store {
     return out;
   }
 
+  Result<ReserveOutcome> reserve_credits(const LedgerEntry& e) override {
+    if (e.tx_id.empty()) return sql_invalid("ledger tx_id is empty");
+    if (e.account_id.empty()) return sql_invalid("ledger account_id is empty");
+    if (e.amount_millicredits >= 0) return sql_invalid("a reservation's amount must be negative");
+    if (e.task_id.empty()) return sql_invalid("a reservation needs its task_id");
+    ReserveOutcome out = ReserveOutcome::reserved;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      if (pg_) {
+        // Serialises this account's reservations across coordinators for the sum below.
+        auto lock = tx.query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('edgecoder-credits:' || "
+            "CAST($1 AS TEXT), 0))",
+            {e.account_id});
+        if (!lock) return lock.error();
+      }
+      auto seen = tx.query("SELECT 1 FROM credit_ledger WHERE tx_id = $1", {e.tx_id});
+      if (!seen) return seen.error();
+      if (!seen->empty()) {
+        out = ReserveOutcome::duplicate;
+        return {};
+      }
+      auto sum = tx.query(
+          "SELECT COALESCE(SUM(amount_millicredits), 0), COUNT(*) FROM credit_ledger WHERE "
+          "account_id = $1",
+          {e.account_id});
+      if (!sum) return sum.error();
+      if (sum->at(0).i(1) == 0) {
+        out = ReserveOutcome::no_history;
+        return {};
+      }
+      if (sum->at(0).i(0) + e.amount_millicredits < 0) {
+        out = ReserveOutcome::insufficient;
+        return {};
+      }
+      auto ins = tx.query(
+          "INSERT INTO credit_ledger (tx_id, account_id, kind, amount_millicredits, reason, "
+          "task_id, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+          {e.tx_id, e.account_id, e.kind, e.amount_millicredits, e.reason, e.task_id,
+           e.created_at_ms ? e.created_at_ms : now()});
+      if (!ins) return ins.error();
+      auto hold = tx.query(
+          "INSERT INTO credit_holds (task_id, account_id, amount_millicredits, created_at_ms) "
+          "VALUES ($1, $2, $3, $4)",
+          {e.task_id, e.account_id, e.amount_millicredits, now()});
+      if (!hold) return hold.error();
+      out = ReserveOutcome::reserved;
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<CreditSettlement> settle_credit_holds(std::int64_t orphan_before_ms, int limit,
+                                               const std::string& only_task) override {
+    CreditSettlement out;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      out = CreditSettlement{};
+      auto rows = tx.query(
+          "SELECT h.task_id, h.account_id, h.amount_millicredits, COALESCE(t.state, ''), "
+          "(SELECT COUNT(*) FROM subtasks s WHERE s.task_id = h.task_id AND s.state = 'failed') "
+          "FROM credit_holds h LEFT JOIN tasks t ON t.id = h.task_id "
+          "WHERE (t.state IN ('completed', 'cancelled') OR (t.id IS NULL AND h.created_at_ms < "
+          "$1)) AND ($3 = '' OR h.task_id = $3) ORDER BY h.created_at_ms LIMIT $2",
+          {orphan_before_ms, std::int64_t{limit}, only_task});
+      if (!rows) return rows.error();
+      const std::int64_t t = now();
+      for (const auto& row : *rows) {
+        const std::string task_id = row.s(0), account = row.s(1), state = row.s(3);
+        const std::int64_t held = row.i(2);
+        const bool commit = state == "completed" && row.i(4) == 0;
+        const std::string reason = commit                 ? "task completed"
+                                   : state == "completed" ? "task failed: refunded"
+                                   : state == "cancelled" ? "task cancelled: refunded"
+                                                          : "task never created: refunded";
+        const std::string insert =
+            "INSERT INTO credit_ledger (tx_id, account_id, kind, amount_millicredits, reason, "
+            "task_id, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tx_id) DO "
+            "NOTHING";
+        auto release = tx.query(insert, {"release:" + task_id, account, std::string("held_release"),
+                                         -held, reason, task_id, t});
+        if (!release) return release.error();
+        if (commit) {
+          auto spend = tx.query(insert, {"spend:" + task_id, account, std::string("spend"), held,
+                                         std::string("task completed"), task_id, t});
+          if (!spend) return spend.error();
+          ++out.committed;
+        } else {
+          ++out.refunded;
+        }
+        auto gone = tx.query("DELETE FROM credit_holds WHERE task_id = $1", {task_id});
+        if (!gone) return gone.error();
+      }
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
   Result<std::int64_t> balance(const std::string& account_id) override {
     std::int64_t out = 0;
     auto r = db_->read([&](Tx& tx) -> Result<void> {

@@ -186,6 +186,18 @@ class LedgerStore {
   // The account's entries with seq > after_seq, oldest first, at most limit (0 = no limit).
   virtual Result<std::vector<LedgerEntry>> list_ledger(const std::string& account_id,
                                                        std::int64_t after_seq, int limit) = 0;
+  // Appends `hold` (a negative amount) only if the account has ledger history and its balance
+  // stays >= 0 after it — checked and written in one transaction, serialised per account across
+  // coordinators sharing the store. A repeated tx_id is `duplicate` and changes nothing.
+  // The hold's task_id must be set: a credit_holds row records it until settled.
+  virtual Result<ReserveOutcome> reserve_credits(const LedgerEntry& hold) = 0;
+  // Settles up to `limit` holds whose task has ended — completed with no failed subtask:
+  // "release:<task>" (+) and "spend:<task>" (-); failed or cancelled: "release:<task>" only (the
+  // refund) — and refunds holds older than `orphan_before_ms` whose task was never created. Each
+  // settlement is idempotent (fixed tx ids) and removes its credit_holds row. A non-empty
+  // `only_task` settles that task's hold alone.
+  virtual Result<CreditSettlement> settle_credit_holds(std::int64_t orphan_before_ms, int limit,
+                                                       const std::string& only_task = "") = 0;
 };
 
 // Control plane: the operator audit log. Append-only.

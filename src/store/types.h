@@ -318,6 +318,18 @@ struct LedgerAppend {
   bool duplicate = false;  // the tx_id was already recorded; nothing changed
 };
 
+enum class ReserveOutcome {
+  reserved,
+  duplicate,     // the tx_id was already recorded
+  no_history,    // the account has never earned or been granted anything
+  insufficient,  // the balance would go below zero
+};
+
+struct CreditSettlement {
+  int committed = 0;  // tasks completed: hold released and spent
+  int refunded = 0;   // tasks failed, cancelled or never created: hold released
+};
+
 // ---- audit log (control plane; append-only) ----
 
 struct AuditRecord {

@@ -507,6 +507,67 @@ TEST_P(SchedulerTest, SubmitDecomposesThroughInferenceAndFailsClearlyWithout) {
   EXPECT_EQ(unreachable.text.find(testing::kInference), std::string::npos);
 }
 
+// CREDITS_ENFORCED: a submission holds its cost on the submitter's account; the hold is spent
+// when the task completes and given back when it is cancelled or never created.
+TEST_P(SchedulerTest, CreditsEnforcedHoldsThenSpendsOrRefunds) {
+  HarnessOptions o;
+  o.extra_settings = {{"CREDITS_ENFORCED", "true"}};
+  auto h = make(o);
+  auto balance = [&] { return h->admin_get("/admin/credits/payer").body.value("balance", -1.0); };
+  auto wait_balance = [&](double want) {
+    for (int i = 0; i < 500 && balance() != want; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return balance();
+  };
+  auto anonymous = h->post("/tasks", one_subtask_task("x"));
+  EXPECT_EQ(anonymous.status, 403) << anonymous.text;
+  EXPECT_EQ(anonymous.body.value("error", ""), "contribute_first_required");
+  auto never_earned = h->post("/tasks", one_subtask_task("x", {{"submitterAccountId", "payer"}}));
+  EXPECT_EQ(never_earned.status, 403) << never_earned.text;
+  EXPECT_EQ(never_earned.body.value("error", ""), "contribute_first_required");
+  ASSERT_EQ(
+      h->admin_post("/admin/credits/payer/adjust", {{"credits", 2}, {"reason", "grant"}}).status,
+      200);
+
+  h->register_agent("a1");
+  auto first = h->post(
+      "/tasks", one_subtask_task("one", {{"taskId", "paid-1"}, {"submitterAccountId", "payer"}}));
+  ASSERT_EQ(first.status, 201) << first.text;
+  auto second = h->post(
+      "/tasks", one_subtask_task("two", {{"taskId", "paid-2"}, {"submitterAccountId", "payer"}}));
+  ASSERT_EQ(second.status, 201) << second.text;
+  EXPECT_EQ(balance(), 0.0);
+  auto broke = h->post("/tasks", one_subtask_task("three", {{"submitterAccountId", "payer"}}));
+  EXPECT_EQ(broke.status, 402) << broke.text;
+  EXPECT_EQ(broke.body.value("error", ""), "insufficient_credits");
+  EXPECT_EQ(broke.body.value("requiredCredits", 0.0), 1.0);
+  // Repeating a submission does not hold twice.
+  EXPECT_EQ(h->post("/tasks", one_subtask_task(
+                                  "one", {{"taskId", "paid-1"}, {"submitterAccountId", "payer"}}))
+                .status,
+            200);
+
+  auto lease = h->pull("a1");
+  ASSERT_EQ(lease.value("taskId", ""), "paid-1");
+  ASSERT_EQ(h->result("a1", lease, "done").status, 200);
+  ASSERT_EQ(h->post("/tasks/paid-2/cancel", nlohmann::json::object()).status, 200);
+  EXPECT_EQ(wait_balance(1.0), 1.0);  // paid-1 spent, paid-2 refunded
+  auto history = h->admin_get("/admin/credits/payer").body["history"];
+  std::set<std::string> tx;
+  for (const auto& e : history) tx.insert(e.value("txId", ""));
+  EXPECT_TRUE(tx.count("spend:paid-1")) << history.dump();
+  EXPECT_TRUE(tx.count("release:paid-2")) << history.dump();
+  EXPECT_FALSE(tx.count("spend:paid-2")) << history.dump();
+
+  // A /submit whose decomposition fails gives the hold back at once.
+  h->inference()->status = 500;
+  h->inference()->response = {{"error", "boom"}};
+  auto failed = h->post("/submit", {{"prompt", "x"}, {"submitterAccountId", "payer"}});
+  EXPECT_EQ(failed.status, 502) << failed.text;
+  EXPECT_EQ(balance(), 1.0);
+}
+
 TEST_P(SchedulerTest, BadInputGets400NamingTheField) {
   auto h = make();
   auto missing = h->post("/register", nlohmann::json::object());

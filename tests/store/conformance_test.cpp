@@ -392,6 +392,114 @@ TEST_P(StoreConformance, Blacklist) {
   EXPECT_FALSE(store_->get_blacklist("bad")->has_value());
 }
 
+// Reservations never overdraw, even when many race for the same account.
+TEST_P(StoreConformance, ReserveCreditsIsAtomicPerAccount) {
+  LedgerEntry hold;
+  hold.account_id = "payer";
+  hold.kind = "held";
+  hold.amount_millicredits = -1000;
+  hold.tx_id = "hold:first";
+  hold.task_id = "first";
+  EXPECT_EQ(*store_->reserve_credits(hold), ReserveOutcome::no_history);
+  LedgerEntry grant;
+  grant.tx_id = "grant";
+  grant.account_id = "payer";
+  grant.kind = "adjust";
+  grant.amount_millicredits = 3500;
+  ASSERT_TRUE(store_->append_ledger(grant));
+  EXPECT_EQ(*store_->reserve_credits(hold), ReserveOutcome::reserved);
+  EXPECT_EQ(*store_->reserve_credits(hold), ReserveOutcome::duplicate);
+  EXPECT_EQ(*store_->balance("payer"), 2500);
+  hold.amount_millicredits = 0;
+  EXPECT_FALSE(store_->reserve_credits(hold));
+  // 8 callers race for 2.5 credits at 1 each: exactly 2 win.
+  std::atomic<int> won{0}, refused{0};
+  std::vector<std::thread> racers;
+  for (int i = 0; i < 8; ++i) {
+    racers.emplace_back([&, i] {
+      LedgerEntry h;
+      h.account_id = "payer";
+      h.kind = "held";
+      h.amount_millicredits = -1000;
+      h.tx_id = "hold:race-" + std::to_string(i);
+      h.task_id = "race-" + std::to_string(i);
+      auto r = store_->reserve_credits(h);
+      if (r && *r == ReserveOutcome::reserved) ++won;
+      if (r && *r == ReserveOutcome::insufficient) ++refused;
+    });
+  }
+  for (auto& t : racers) t.join();
+  EXPECT_EQ(won.load(), 2);
+  EXPECT_EQ(refused.load(), 6);
+  EXPECT_EQ(*store_->balance("payer"), 500);
+}
+
+// Holds settle once their task ends: completed spends, failed / cancelled / never created refund,
+// a task still running keeps its hold.
+TEST_P(StoreConformance, CreditHoldsSettleWhenTheirTaskEnds) {
+  LedgerEntry grant;
+  grant.tx_id = "grant";
+  grant.account_id = "payer";
+  grant.kind = "adjust";
+  grant.amount_millicredits = 10'000;
+  ASSERT_TRUE(store_->append_ledger(grant));
+  auto hold = [&](const std::string& task_id) {
+    LedgerEntry h;
+    h.tx_id = "hold:" + task_id;
+    h.account_id = "payer";
+    h.kind = "held";
+    h.task_id = task_id;
+    h.amount_millicredits = -1000;
+    auto r = store_->reserve_credits(h);
+    ASSERT_TRUE(r) << r.error().detail;
+    EXPECT_EQ(*r, ReserveOutcome::reserved);
+  };
+  for (const char* id : {"done", "failing", "cancelled", "open", "orphan"}) hold(id);
+  ASSERT_TRUE(store_->create_task(task("done", {sub("d1")})));
+  auto once = sub("f1");
+  once.max_attempts = 1;
+  ASSERT_TRUE(store_->create_task(task("failing", {once})));
+  ASSERT_TRUE(store_->create_task(task("cancelled", {sub("c1")})));
+  ASSERT_TRUE(store_->create_task(task("open", {sub("o1")})));
+  auto done = claim("agent-1");
+  ASSERT_TRUE(store_->record_result(report(done, "agent-1")));
+  // The mesh fails "failing": its only attempt's lease expires.
+  auto failing = claim("agent-1");
+  EXPECT_EQ(failing.subtask.id, "f1");
+  clock_->now_ms += 600'000;
+  auto expired = store_->expire_leases();
+  ASSERT_TRUE(expired);
+  EXPECT_EQ(expired->failed, 1);
+  ASSERT_TRUE(store_->cancel_task("cancelled", "test"));
+  EXPECT_EQ(*store_->balance("payer"), 5'000);
+
+  // The orphan's hold is young: it is left for the submission that may still create its task.
+  auto first = store_->settle_credit_holds(clock_->now_ms.load() - 3'600'000, 100);
+  ASSERT_TRUE(first) << first.error().detail;
+  const int settled_first = first->committed + first->refunded;
+  auto second = store_->settle_credit_holds(clock_->now_ms.load() + 1, 100);
+  ASSERT_TRUE(second) << second.error().detail;
+  EXPECT_EQ(first->committed + second->committed, 1);
+  EXPECT_EQ(first->refunded + second->refunded, 3);
+  EXPECT_EQ(settled_first, 3);  // all but the orphan (and open)
+  EXPECT_EQ(second->refunded, 1);
+  // done spent 1 and open still holds 1; failing, cancelled and orphan were refunded.
+  EXPECT_EQ(*store_->balance("payer"), 8'000);
+  auto again = store_->settle_credit_holds(clock_->now_ms.load() + 1, 100);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->committed + again->refunded, 0);
+  auto entries = store_->list_ledger("payer", 0, 0);
+  ASSERT_TRUE(entries);
+  std::set<std::string> tx;
+  for (const auto& e : *entries) tx.insert(e.tx_id);
+  EXPECT_TRUE(tx.count("spend:done"));
+  EXPECT_TRUE(tx.count("release:done"));
+  EXPECT_TRUE(tx.count("release:cancelled"));
+  EXPECT_TRUE(tx.count("release:orphan"));
+  EXPECT_FALSE(tx.count("spend:cancelled"));
+  EXPECT_FALSE(tx.count("release:open"));
+}
+
 TEST_P(StoreConformance, LedgerAppendOnlyIdempotentBalance) {
   LedgerEntry e;
   e.tx_id = "tx1";
