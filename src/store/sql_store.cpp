@@ -1704,16 +1704,20 @@ class SqlStore final : public Store {
   // commit; call it last in a transaction so that this lock is the last one taken.
   Result<ChainRecord> chain_append_tx(Tx& tx, const ChainSigner& signer, ChainRecord rec,
                                       std::int64_t t) {
-    auto init = tx.query(
-        "INSERT INTO ledger_chain_heads (coordinator_id, sequence, hash) VALUES ($1, 0, $2) ON "
-        "CONFLICT (coordinator_id) DO NOTHING",
-        {signer.coordinator_id, std::string(kChainGenesis)});
-    if (!init) return init.error();
-    auto head = tx.query(
-        "SELECT sequence, hash FROM ledger_chain_heads WHERE coordinator_id = $1" + for_update_,
-        {signer.coordinator_id});
+    const std::string lock_head =
+        "SELECT sequence, hash FROM ledger_chain_heads WHERE coordinator_id = $1" + for_update_;
+    auto head = tx.query(lock_head, {signer.coordinator_id});
     if (!head) return head.error();
-    if (head->empty()) return core::Error(core::Errc::internal, "chain head row lost");
+    if (head->empty()) {  // the coordinator's first record
+      auto init = tx.query(
+          "INSERT INTO ledger_chain_heads (coordinator_id, sequence, hash) VALUES ($1, 0, $2) "
+          "ON CONFLICT (coordinator_id) DO NOTHING",
+          {signer.coordinator_id, std::string(kChainGenesis)});
+      if (!init) return init.error();
+      head = tx.query(lock_head, {signer.coordinator_id});
+      if (!head) return head.error();
+      if (head->empty()) return core::Error(core::Errc::internal, "chain head row lost");
+    }
     rec.coordinator_id = signer.coordinator_id;
     rec.sequence = head->at(0).i(0) + 1;
     rec.prev_hash = head->at(0).s(1);
