@@ -276,6 +276,11 @@ asio::awaitable<net::Response> agent_result(ServicePtr svc, net::Request request
       co_return blacklisted_response(agent_id, *reason);
     }
   }
+  {
+    auto load_call = current_load_multiplier(svc);
+    const double load = co_await std::move(load_call);
+    report.earn = make_earning(report.agent_id, report.ok, report.duration_ms, load);
+  }
   auto call = st->run([st, report] { return st->record_result(report); });
   auto outcome = co_await std::move(call);
   if (!outcome) {

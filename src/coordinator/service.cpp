@@ -407,6 +407,7 @@ core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context&
   auto svc = std::make_shared<Service>(std::move(*options), std::move(st),
                                        std::move(overrides.clock), io, registry);
   svc->signing_key = std::move(*key);
+  svc->store->set_chain_signer(chain_signer(*svc));
   router.use(make_auth_middleware(svc));
   add_agent_routes(router, svc);
   add_task_routes(router, svc);
@@ -414,6 +415,7 @@ core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context&
   add_status_routes(router, svc);
   add_orchestration_routes(router, svc);
   add_blacklist_routes(router, svc);
+  add_ledger_routes(router, svc);
   svc->start(retention_ms);
   core::log::info("coordinator", "mounted",
                   {{"store", svc->store->describe()},

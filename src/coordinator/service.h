@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -101,9 +102,14 @@ class Service {
   const std::unique_ptr<store::Store> store;
   const std::unique_ptr<net::HttpClient> http;
   CoordinatorMetrics metrics;
-  // Signs blacklist events; set by mount() before any route runs, constant after.
+  // Signs blacklist events and the ordering chain; set by mount() before any route runs,
+  // constant after.
   core::crypto::Ed25519KeyPair signing_key;
   std::string public_key_pem() const;
+  // The credit load multiplier last read from the queue, and when (coordinator clock); see
+  // current_load_multiplier().
+  std::atomic<double> load_multiplier{1.0};
+  std::atomic<std::int64_t> load_read_at_ms{std::numeric_limits<std::int64_t>::min()};
 
  private:
   void sweeper_loop(std::optional<std::int64_t> retention_ms);
@@ -152,6 +158,40 @@ void add_admin_routes(net::Router& router, ServicePtr svc);
 void add_status_routes(net::Router& router, ServicePtr svc);
 void add_orchestration_routes(net::Router& router, ServicePtr svc);
 void add_blacklist_routes(net::Router& router, ServicePtr svc);
+void add_ledger_routes(net::Router& router, ServicePtr svc);
+
+// ---- credits and the ordering chain (ledger_routes.cpp) ----
+
+// Reference §3.8: pressure = queued / agents (2 without agents): <=0.5 -> 0.8, <=1 -> 1.0,
+// <=2 -> 1.25, else 1.6.
+double load_multiplier(std::int64_t queued, std::int64_t agents);
+// millicredits = seconds (duration_ms, at most timeout_ms when > 0) x rate (gpu 4.0/s, else
+// 1.0/s) x quality (1.0 ok, 0.6 failed) x load, rounded.
+std::int64_t earned_millicredits(std::int64_t duration_ms, std::int64_t timeout_ms,
+                                 std::string_view resource_class, bool ok, double load);
+// The ResultReport::earn of a result: "earn:<subtaskId>" to the agent's account, the resource
+// class from the subtask's projectMeta, and the earnings_accrual payload. Nothing for 0.
+std::function<bool(const store::Subtask&, store::Earning&)> make_earning(std::string agent_id,
+                                                                         bool ok,
+                                                                         std::int64_t duration_ms,
+                                                                         double load);
+// The load multiplier from queued subtasks per online agent, re-read from the store at most
+// every 5 s (coordinator clock).
+asio::awaitable<double> current_load_multiplier(ServicePtr svc);
+// How the store signs this coordinator's chain: its peer id and its Ed25519 key.
+store::ChainSigner chain_signer(const Service& svc);
+// Where a walk of the ordering chain stands: ok so far, records checked (= the last sequence)
+// and the last hash; or the first failure.
+struct ChainVerdict {
+  bool ok = true;
+  std::int64_t count = 0;
+  std::string head = std::string(store::kChainGenesis);
+  std::string reason;  // invalid_sequence | invalid_prev_hash | hash_mismatch | invalid_signature
+  std::int64_t at_sequence = 0;
+};
+// Continues the walk over the next records (in sequence order) with the signer's public key.
+ChainVerdict verify_chain_records(const std::vector<store::ChainRecord>& records,
+                                  std::string_view public_key, ChainVerdict state);
 
 // The coordinator's Ed25519 key in <data dir>/coordinator-signing-key (a base64 seed, 0600),
 // created on first start.

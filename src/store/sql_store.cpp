@@ -2,6 +2,7 @@
 // Db::write job (atomic; acknowledged only after commit). PostgreSQL-only row locks
 // (FOR UPDATE, SKIP LOCKED) are spliced in by dialect; SQLite has a single writer per file.
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <utility>
@@ -9,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/crypto.h"
 #include "store/sql.h"
 
 namespace edgecoder::store::sql {
@@ -154,6 +156,47 @@ LedgerEntry sql_ledger_from(const Row& r) {
   e.task_id = r.s(6);
   e.created_at_ms = r.i(7);
   return e;
+}
+
+ChainRecord sql_chain_from(const Row& r) {
+  ChainRecord c;
+  c.coordinator_id = r.s(0);
+  c.sequence = r.i(1);
+  c.id = r.s(2);
+  c.event_type = r.s(3);
+  c.task_id = r.s(4);
+  c.subtask_id = r.s(5);
+  c.actor_id = r.s(6);
+  c.issued_at_ms = r.i(7);
+  c.prev_hash = r.s(8);
+  c.payload_json = r.s(9);
+  c.hash = r.s(10);
+  c.signature = r.s(11);
+  return c;
+}
+
+constexpr const char* kSqlChainCols =
+    "coordinator_id, sequence, id, event_type, task_id, subtask_id, actor_id, issued_at_ms, "
+    "prev_hash, payload_json, hash, signature";
+
+// A random RFC 4122 version 4 UUID.
+std::string sql_uuid() {
+  std::string h = core::crypto::random_hex(16);
+  h[12] = '4';
+  h[16] = "89ab"[std::stoi(h.substr(16, 1), nullptr, 16) & 3];
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
+         "-" + h.substr(20);
+}
+
+ChainRecord sql_chain_draft(std::string event_type, std::string task_id, std::string subtask_id,
+                            std::string actor_id, std::string payload_json = "") {
+  ChainRecord c;
+  c.event_type = std::move(event_type);
+  c.task_id = std::move(task_id);
+  c.subtask_id = std::move(subtask_id);
+  c.actor_id = std::move(actor_id);
+  c.payload_json = std::move(payload_json);
+  return c;
 }
 
 std::string sql_limit(int limit) {
@@ -563,7 +606,9 @@ class SqlStore final : public Store {
       nlohmann::json data = {{"taskId", task.id}, {"subtasks", out.subtask_ids}};
       auto ev = append_event_tx(tx, task.id, "task_created", data.dump(), t);
       if (!ev) return ev.error();
-      return {};
+      nlohmann::ordered_json chained = {{"subtasks", out.subtask_ids.size()}};
+      return chain_tx(
+          tx, sql_chain_draft("task_enqueue", task.id, "", task.submitter, chained.dump()), t);
     });
     if (!r) return r.error();
     return out;
@@ -624,6 +669,12 @@ class SqlStore final : public Store {
                              {"attempt", lease.attempt}};
       auto ev = append_event_tx(tx, lease.subtask.task_id, "subtask_leased", data.dump(), t);
       if (!ev) return ev.error();
+      nlohmann::ordered_json chained = {{"attempt", lease.attempt}};
+      auto chain = chain_tx(tx,
+                            sql_chain_draft("task_claim", lease.subtask.task_id, lease.subtask.id,
+                                            request.agent_id, chained.dump()),
+                            t);
+      if (!chain) return chain.error();
       out = std::move(lease);
       return {};
     });
@@ -677,6 +728,15 @@ class SqlStore final : public Store {
         auto done = after_terminal(tx, task_id, t);
         if (!done) return done.error();
       }
+      // Chain records last: the head row's lock is the last one the transaction takes.
+      for (const auto& row : *rows) {
+        if (row.s(2) == "failed") continue;
+        nlohmann::ordered_json chained = {{"reason", "lease_expired"}, {"attempt", row.i(3)}};
+        auto chain = chain_tx(
+            tx, sql_chain_draft("task_requeue", row.s(1), row.s(0), chain_actor(), chained.dump()),
+            t);
+        if (!chain) return chain.error();
+      }
       return {};
     });
     if (!r) return r.error();
@@ -721,6 +781,37 @@ class SqlStore final : public Store {
         if (!ev) return ev.error();
         auto done = after_terminal(tx, task_id, t);
         if (!done) return done.error();
+        Earning earning;
+        bool earned = false;
+        if (report.earn) {
+          auto sub =
+              tx.query(std::string("SELECT ") + kSqlSubtaskCols + " FROM subtasks WHERE id = $1",
+                       {report.subtask_id});
+          if (!sub) return sub.error();
+          if (!sub->empty() && report.earn(sql_subtask_from(sub->at(0)), earning)) {
+            if (earning.entry.tx_id.empty() || earning.entry.account_id.empty()) {
+              return core::Error(core::Errc::internal, "an earning without tx_id or account");
+            }
+            if (earning.entry.task_id.empty()) earning.entry.task_id = task_id;
+            if (earning.entry.created_at_ms == 0) earning.entry.created_at_ms = t;
+            auto appended = append_ledger_tx(tx, earning.entry);
+            if (!appended) return appended.error();
+            earned = !appended->duplicate;
+          }
+        }
+        nlohmann::ordered_json chained = {{"ok", report.ok}, {"attempt", attempt}};
+        auto chain = chain_tx(tx,
+                              sql_chain_draft("task_complete", task_id, report.subtask_id,
+                                              report.agent_id, chained.dump()),
+                              t);
+        if (!chain) return chain.error();
+        if (earned) {
+          chain = chain_tx(tx,
+                           sql_chain_draft("earnings_accrual", task_id, report.subtask_id,
+                                           earning.entry.account_id, earning.payload_json),
+                           t);
+          if (!chain) return chain.error();
+        }
         out = RecordOutcome::accepted;
         return {};
       }
@@ -842,9 +933,14 @@ class SqlStore final : public Store {
                              {"agentId", req.agent_id},
                              {"attempt", attempt},
                              {"reason", reason}};
-      auto ev = append_event_tx(tx, st.s(0), "subtask_released", data.dump(), now());
+      const std::int64_t t = now();
+      auto ev = append_event_tx(tx, st.s(0), "subtask_released", data.dump(), t);
       if (!ev) return ev.error();
-      return {};
+      nlohmann::ordered_json chained = {{"reason", "released"}, {"attempt", attempt}};
+      return chain_tx(
+          tx,
+          sql_chain_draft("task_requeue", st.s(0), req.subtask_id, req.agent_id, chained.dump()),
+          t);
     });
     if (!r) return r.error();
     return out;
@@ -1175,22 +1271,87 @@ class SqlStore final : public Store {
     if (e.account_id.empty()) return sql_invalid("ledger account_id is empty");
     if (e.kind.empty()) return sql_invalid("ledger kind is empty");
     LedgerAppend out;
+    LedgerEntry entry = e;
+    if (entry.created_at_ms == 0) entry.created_at_ms = now();
     auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto appended = append_ledger_tx(tx, entry);
+      if (!appended) return appended.error();
+      out = *appended;
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<LedgerEntry>> recent_ledger(const std::string& account_id,
+                                                 int limit) override {
+    std::vector<LedgerEntry> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
       auto rows = tx.query(
-          "INSERT INTO credit_ledger (tx_id, account_id, kind, amount_millicredits, reason, "
-          "task_id, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tx_id) DO "
-          "NOTHING RETURNING seq",
-          {e.tx_id, e.account_id, e.kind, e.amount_millicredits, e.reason, e.task_id,
-           e.created_at_ms ? e.created_at_ms : now()});
+          "SELECT seq, tx_id, account_id, kind, amount_millicredits, reason, task_id, "
+          "created_at_ms FROM credit_ledger WHERE account_id = $1 ORDER BY seq DESC" +
+              sql_limit(limit),
+          {account_id});
       if (!rows) return rows.error();
-      if (!rows->empty()) {
-        out = LedgerAppend{rows->at(0).i(0), false};
-        return {};
-      }
-      auto prev = tx.query("SELECT seq FROM credit_ledger WHERE tx_id = $1", {e.tx_id});
-      if (!prev) return prev.error();
-      if (prev->empty()) return core::Error(core::Errc::internal, "ledger insert lost");
-      out = LedgerAppend{prev->at(0).i(0), true};
+      out.clear();
+      for (const auto& row : *rows) out.push_back(sql_ledger_from(row));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  // ---- ordering chain ----
+
+  void set_chain_signer(ChainSigner signer) override {
+    auto shared = std::make_shared<const ChainSigner>(std::move(signer));
+    std::lock_guard lock(signer_mu_);
+    signer_ = std::move(shared);
+  }
+
+  Result<ChainRecord> append_chain(const ChainRecord& draft) override {
+    if (draft.event_type.empty()) return sql_invalid("chain event type is empty");
+    auto signer = chain_signer();
+    if (!signer) return sql_invalid("no chain signer is set");
+    ChainRecord out;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto rec = chain_append_tx(tx, *signer, draft, now());
+      if (!rec) return rec.error();
+      out = std::move(*rec);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::pair<std::int64_t, std::string>> chain_head(
+      const std::string& coordinator_id) override {
+    std::pair<std::int64_t, std::string> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows =
+          tx.query("SELECT sequence, hash FROM ledger_chain_heads WHERE coordinator_id = $1",
+                   {coordinator_id});
+      if (!rows) return rows.error();
+      out = rows->empty() ? std::make_pair(std::int64_t{0}, std::string(kChainGenesis))
+                          : std::make_pair(rows->at(0).i(0), rows->at(0).s(1));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::vector<ChainRecord>> list_chain(const std::string& coordinator_id,
+                                              std::int64_t after_sequence, int limit) override {
+    std::vector<ChainRecord> out;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(std::string("SELECT ") + kSqlChainCols +
+                               " FROM ledger_chain WHERE coordinator_id = $1 AND sequence > $2 "
+                               "ORDER BY sequence" +
+                               sql_limit(limit),
+                           {coordinator_id, after_sequence});
+      if (!rows) return rows.error();
+      out.clear();
+      for (const auto& row : *rows) out.push_back(sql_chain_from(row));
       return {};
     });
     if (!r) return r.error();
@@ -1626,6 +1787,80 @@ class SqlStore final : public Store {
  private:
   std::int64_t now() const { return clock_(); }
 
+  std::shared_ptr<const ChainSigner> chain_signer() const {
+    std::lock_guard lock(signer_mu_);
+    return signer_;
+  }
+  // Who the coordinator's own records (lease expiry) name as actor.
+  std::string chain_actor() const {
+    auto signer = chain_signer();
+    return signer ? signer->coordinator_id : std::string();
+  }
+
+  // Appends `draft` to the signer's chain inside `tx`: locks the coordinator's head row (created
+  // at GENESIS on first use), so appends of one coordinator queue behind each other until
+  // commit; call it last in a transaction so that this lock is the last one taken.
+  Result<ChainRecord> chain_append_tx(Tx& tx, const ChainSigner& signer, ChainRecord rec,
+                                      std::int64_t t) {
+    const std::string lock_head =
+        "SELECT sequence, hash FROM ledger_chain_heads WHERE coordinator_id = $1" + for_update_;
+    auto head = tx.query(lock_head, {signer.coordinator_id});
+    if (!head) return head.error();
+    if (head->empty()) {  // the coordinator's first record
+      auto init = tx.query(
+          "INSERT INTO ledger_chain_heads (coordinator_id, sequence, hash) VALUES ($1, 0, $2) "
+          "ON CONFLICT (coordinator_id) DO NOTHING",
+          {signer.coordinator_id, std::string(kChainGenesis)});
+      if (!init) return init.error();
+      head = tx.query(lock_head, {signer.coordinator_id});
+      if (!head) return head.error();
+      if (head->empty()) return core::Error(core::Errc::internal, "chain head row lost");
+    }
+    rec.coordinator_id = signer.coordinator_id;
+    rec.sequence = head->at(0).i(0) + 1;
+    rec.prev_hash = head->at(0).s(1);
+    rec.issued_at_ms = t;
+    rec.id = sql_uuid();
+    rec.hash = chain_record_hash(rec);
+    rec.signature = signer.sign(rec.hash);
+    if (rec.signature.empty()) return core::Error(core::Errc::internal, "chain signing failed");
+    auto ins = tx.query(
+        std::string("INSERT INTO ledger_chain (") + kSqlChainCols +
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        {rec.coordinator_id, rec.sequence, rec.id, rec.event_type, rec.task_id, rec.subtask_id,
+         rec.actor_id, rec.issued_at_ms, rec.prev_hash, rec.payload_json, rec.hash, rec.signature});
+    if (!ins) return ins.error();
+    auto up =
+        tx.query("UPDATE ledger_chain_heads SET sequence = $2, hash = $3 WHERE coordinator_id = $1",
+                 {rec.coordinator_id, rec.sequence, rec.hash});
+    if (!up) return up.error();
+    return rec;
+  }
+
+  // chain_append_tx with the store's signer; nothing without one.
+  Result<void> chain_tx(Tx& tx, ChainRecord draft, std::int64_t t) {
+    auto signer = chain_signer();
+    if (!signer || signer->coordinator_id.empty()) return {};
+    auto rec = chain_append_tx(tx, *signer, std::move(draft), t);
+    if (!rec) return rec.error();
+    return {};
+  }
+
+  static Result<LedgerAppend> append_ledger_tx(Tx& tx, const LedgerEntry& e) {
+    auto rows = tx.query(
+        "INSERT INTO credit_ledger (tx_id, account_id, kind, amount_millicredits, reason, "
+        "task_id, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tx_id) DO "
+        "NOTHING RETURNING seq",
+        {e.tx_id, e.account_id, e.kind, e.amount_millicredits, e.reason, e.task_id,
+         e.created_at_ms});
+    if (!rows) return rows.error();
+    if (!rows->empty()) return LedgerAppend{rows->at(0).i(0), false};
+    auto prev = tx.query("SELECT seq FROM credit_ledger WHERE tx_id = $1", {e.tx_id});
+    if (!prev) return prev.error();
+    if (prev->empty()) return core::Error(core::Errc::internal, "ledger insert lost");
+    return LedgerAppend{prev->at(0).i(0), true};
+  }
+
   static Result<void> blacklist_head_in(Tx& tx, std::pair<std::string, std::int64_t>& out) {
     auto rows =
         tx.query("SELECT event_hash, seq FROM blacklist_events ORDER BY seq DESC LIMIT 1", {});
@@ -1772,6 +2007,8 @@ class SqlStore final : public Store {
   const std::function<std::int64_t()> clock_;
   const bool pg_;
   const std::string for_update_;  // " FOR UPDATE" on PostgreSQL, "" on SQLite
+  mutable std::mutex signer_mu_;
+  std::shared_ptr<const ChainSigner> signer_;  // guarded by signer_mu_
 };
 
 std::unique_ptr<Store> make_sql_store(std::unique_ptr<Db> db, std::function<std::int64_t()> clock) {

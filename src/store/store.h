@@ -198,6 +198,33 @@ class LedgerStore {
   // `only_task` settles that task's hold alone.
   virtual Result<CreditSettlement> settle_credit_holds(std::int64_t orphan_before_ms, int limit,
                                                        const std::string& only_task = "") = 0;
+  // The account's newest entries first, at most limit (0 = no limit).
+  virtual Result<std::vector<LedgerEntry>> recent_ledger(const std::string& account_id,
+                                                         int limit) = 0;
+};
+
+// Coordinator: the ordering chain, one hash chain of signed task events per coordinator id.
+// Append-only; several coordinators on one PostgreSQL each append to their own chain.
+class ChainStore {
+ public:
+  virtual ~ChainStore() = default;
+  // From then on the store appends this coordinator's records in the transactions that make the
+  // events happen: task_enqueue (create_task, actor = submitter), task_claim (claim_next, actor =
+  // agent), task_requeue (expire_leases for requeued leases, actor = coordinator; release_lease,
+  // actor = agent), task_complete (record_result, actor = agent) and earnings_accrual
+  // (record_result when ResultReport::earn credits, actor = the account). Before it (or with an
+  // empty coordinator id) nothing is appended. Set once before serving.
+  virtual void set_chain_signer(ChainSigner signer) = 0;
+  // Appends one record to the signer's chain: event_type, task_id, subtask_id, actor_id and
+  // payload_json come from `draft`; coordinator_id, sequence, prev_hash, id, issued_at_ms, hash
+  // and signature are filled in. invalid_argument without a signer or an event type.
+  virtual Result<ChainRecord> append_chain(const ChainRecord& draft) = 0;
+  // The newest record's (sequence, hash): (0, kChainGenesis) before the first.
+  virtual Result<std::pair<std::int64_t, std::string>> chain_head(
+      const std::string& coordinator_id) = 0;
+  // Records with sequence > after_sequence, oldest first, at most limit (0 = no limit).
+  virtual Result<std::vector<ChainRecord>> list_chain(const std::string& coordinator_id,
+                                                      std::int64_t after_sequence, int limit) = 0;
 };
 
 // Control plane: the operator audit log. Append-only.
@@ -289,6 +316,7 @@ class Store : public AgentStore,
               public TaskStore,
               public BlacklistStore,
               public LedgerStore,
+              public ChainStore,
               public AuditStore,
               public MeshSettingsStore,
               public OrchestrationStore,

@@ -4,6 +4,10 @@
 #include <charconv>
 #include <chrono>
 
+#include <nlohmann/json.hpp>
+
+#include "core/crypto.h"
+
 #include "store/sql.h"
 #include "store/store.h"
 
@@ -95,6 +99,27 @@ std::function<std::int64_t()> clock_or_system(std::function<std::int64_t()> cloc
 core::Result<void> check_ready(Store& store) {
   if (store.ready()) return {};
   return store_unavailable("the store does not answer: " + store.describe());
+}
+
+std::string chain_record_canonical(const ChainRecord& r) {
+  // ordered_json keeps insertion order; nlohmann writes strings and integers the way
+  // JSON.stringify does (compact, UTF-8 raw, only quote, backslash and controls escaped, with
+  // lower-case \u00xx).
+  nlohmann::ordered_json j;
+  j["eventType"] = r.event_type;
+  j["taskId"] = r.task_id;
+  if (!r.subtask_id.empty()) j["subtaskId"] = r.subtask_id;
+  j["actorId"] = r.actor_id;
+  j["sequence"] = r.sequence;
+  j["issuedAtMs"] = r.issued_at_ms;
+  j["prevHash"] = r.prev_hash;
+  if (!r.coordinator_id.empty()) j["coordinatorId"] = r.coordinator_id;
+  if (!r.payload_json.empty()) j["payloadJson"] = r.payload_json;
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+std::string chain_record_hash(const ChainRecord& record) {
+  return core::crypto::sha256_hex(chain_record_canonical(record));
 }
 
 namespace sql {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -206,6 +207,8 @@ struct ExpiredLeases {
   int failed = 0;  // past max_attempts: dead, kept with state failed
 };
 
+struct Earning;
+
 struct ResultReport {
   std::string subtask_id;
   std::string agent_id;
@@ -214,6 +217,11 @@ struct ResultReport {
   std::string output;
   std::string error;
   std::int64_t duration_ms = 0;
+  // Credit accrual, called inside the transaction that accepts the result (never for a duplicate
+  // or a stale one) with the subtask as stored: fills `earning` and returns true to credit it.
+  // The entry is appended to the credits ledger in that transaction; its tx_id must identify
+  // the subtask (a tx_id already there is not appended again).
+  std::function<bool(const Subtask& subtask, Earning& earning)> earn;
 };
 
 enum class RecordOutcome { accepted, duplicate };
@@ -313,6 +321,12 @@ struct LedgerEntry {
   std::int64_t created_at_ms = 0;
 };
 
+// A credit accrual for an accepted result (ResultReport::earn).
+struct Earning {
+  LedgerEntry entry;         // tx_id, account_id, kind, amount, reason, task_id
+  std::string payload_json;  // the earnings_accrual chain record's payloadJson
+};
+
 struct LedgerAppend {
   std::int64_t seq = 0;
   bool duplicate = false;  // the tx_id was already recorded; nothing changed
@@ -328,6 +342,43 @@ enum class ReserveOutcome {
 struct CreditSettlement {
   int committed = 0;  // tasks completed: hold released and spent
   int refunded = 0;   // tasks failed, cancelled or never created: hold released
+};
+
+// ---- ordering chain (coordinator; append-only; one chain per coordinator id) ----
+
+// One record of the ordering chain (upstream QueueEventRecord, reference §8.1). hash = lower-case
+// hex SHA-256 of chain_record_canonical(); signature = base64 Ed25519 (the coordinator's key) over
+// the UTF-8 bytes of that hex hash.
+struct ChainRecord {
+  std::string coordinator_id;
+  std::int64_t sequence = 0;  // 1-based within the coordinator's chain
+  std::string id;             // a UUID
+  std::string
+      event_type;  // task_enqueue, task_claim, task_requeue, task_complete, earnings_accrual
+  std::string task_id;
+  std::string subtask_id;  // "" = absent (omitted from the hash)
+  std::string actor_id;
+  std::int64_t issued_at_ms = 0;
+  std::string prev_hash;     // kChainGenesis for the first record
+  std::string payload_json;  // "" = absent; else a JSON text hashed as a string
+  std::string hash;
+  std::string signature;
+};
+
+inline constexpr std::string_view kChainGenesis = "GENESIS";
+
+// The JSON text the hash covers, as JavaScript's JSON.stringify writes it: keys eventType,
+// taskId, subtaskId, actorId, sequence, issuedAtMs, prevHash, coordinatorId, payloadJson in this
+// order, absent optional fields omitted.
+std::string chain_record_canonical(const ChainRecord& record);
+// sha256_hex(chain_record_canonical(record)).
+std::string chain_record_hash(const ChainRecord& record);
+
+// How the store seals the records it appends: this coordinator's id and its signing function
+// (base64 Ed25519 signature of the hex hash).
+struct ChainSigner {
+  std::string coordinator_id;
+  std::function<std::string(std::string_view hash)> sign;
 };
 
 // ---- audit log (control plane; append-only) ----

@@ -5,6 +5,9 @@
 #include <signal.h>
 
 #include <fstream>
+#include <map>
+#include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -21,7 +24,7 @@ constexpr const char* kMeshToken = "e2e-mesh-token";
 
 class CoordinatorBinary : public ::testing::Test {
  protected:
-  std::unique_ptr<testing::ChildProcess> start() {
+  std::unique_ptr<testing::ChildProcess> start(std::map<std::string, std::string> extra = {}) {
     testing::ChildOptions options;
     options.env = {{"EDGE_RUNTIME_MODE", "coordinator"},
                    {"COORDINATOR_PORT", std::to_string(port_)},
@@ -31,6 +34,7 @@ class CoordinatorBinary : public ::testing::Test {
                    {"AUTO_APPROVE_AGENTS", "true"},
                    {"EDGECODER_DATA_DIR", (dir_.path() / "data").string()},
                    {"HOME", dir_.path().string()}};
+    for (auto& [k, v] : extra) options.env[k] = v;
     options.output_dir = dir_.path() / ("out" + std::to_string(starts_++));
     auto child = std::make_unique<testing::ChildProcess>(EDGECODER_BINARY_PATH, options);
     EXPECT_TRUE(testing::wait_for_port(port_, 60s)) << child->stderr_text();
@@ -125,6 +129,150 @@ TEST_F(CoordinatorBinary, AcceptedTaskSurvivesSigkill) {
   EXPECT_EQ(task.value("status", ""), "completed");
   EXPECT_EQ(task.value("output", ""), "first-out\nsecond-out");
   EXPECT_EQ(get("/status").value("results", 0), 2);
+  again->signal(SIGTERM);
+  ASSERT_TRUE(again->wait(30s).has_value());
+}
+
+// Issue 4's crash test: agents work a task over HTTP; the coordinator is SIGKILLed with leases and
+// a result in flight and restarted on the same data directory. Every subtask completes once, no
+// result is recorded twice, each accepted subtask earns exactly one ledger entry, and the ordering
+// chain verifies and continues from where it stopped (no second GENESIS).
+TEST_F(CoordinatorBinary, CreditsAndOrderingChainSurviveSigkill) {
+  // Short leases so that the leases cut off by the kill expire soon after the restart.
+  const std::map<std::string, std::string> env = {{"COORDINATOR_LEASE_BUDGET_MS", "1000"},
+                                                  {"COORDINATOR_LEASE_SWEEP_MS", "100"}};
+  auto node = start(env);
+  const std::vector<std::string> agents = {"w1", "w2", "w3"};
+  for (const auto& a : agents) post("/register", {{"agentId", a}});
+  nlohmann::json subtasks = nlohmann::json::array();
+  for (int i = 0; i < 8; ++i) {
+    subtasks.push_back({{"input", "step " + std::to_string(i)}, {"timeoutMs", 2000}});
+  }
+  post("/tasks", {{"taskId", "crash"}, {"subtasks", subtasks}}, 201);
+  auto result_body = [](const nlohmann::json& s, const std::string& agent) {
+    return nlohmann::json{{"subtaskId", s["id"]}, {"agentId", agent},  {"ok", true},
+                          {"output", "out"},      {"durationMs", 700}, {"attempt", s["attempt"]}};
+  };
+  // Before the kill: two results accepted, one lease left in flight, one result in flight.
+  std::vector<nlohmann::json> accepted;
+  for (const auto& a : {"w1", "w2"}) {
+    auto s = post("/pull", {{"agentId", a}})["subtask"];
+    ASSERT_TRUE(s.is_object());
+    post("/result", result_body(s, a));
+    accepted.push_back(s);
+  }
+  auto held = post("/pull", {{"agentId", "w3"}})["subtask"];  // never answered before the kill
+  ASSERT_TRUE(held.is_object());
+  auto racing = post("/pull", {{"agentId", "w1"}})["subtask"];
+  ASSERT_TRUE(racing.is_object());
+  const auto before = get("/ledger/verify");
+  ASSERT_EQ(before.value("ok", false), true) << before.dump();
+  const int count_before = before.value("count", 0);
+  EXPECT_EQ(count_before, 1 + 4 + 2 + 2);  // enqueue, 4 claims, 2 completions, 2 accruals
+  const std::string head_before = before.value("head", "");
+  // The result of `racing` is on its way when the coordinator dies: acknowledged or not, it must
+  // count once.
+  std::thread racer([this, body = result_body(racing, "w1")] {
+    net::ClientRequest req;
+    req.method = "POST";
+    req.url = "http://127.0.0.1:" + std::to_string(port_) + "/result";
+    req.headers = {{"x-mesh-token", kMeshToken}, {"content-type", "application/json"}};
+    req.body = body.dump();
+    (void)net::fetch(req);
+  });
+  node->signal(SIGKILL);
+  racer.join();
+  ASSERT_TRUE(node->wait(30s).has_value());
+
+  auto again = start(env);
+  const auto after_restart = get("/ledger/verify");
+  EXPECT_EQ(after_restart.value("ok", false), true) << after_restart.dump();
+  EXPECT_GE(after_restart.value("count", 0), count_before);  // nothing acknowledged was lost
+  // The agents finish the task; the result cut off by the kill is sent again, and the results
+  // accepted before it are sent again too (a retrying agent): duplicates, no second credit.
+  for (const auto& a : agents) post("/register", {{"agentId", a}});
+  {
+    net::ClientRequest req;
+    req.method = "POST";
+    req.url = "http://127.0.0.1:" + std::to_string(port_) + "/result";
+    req.headers = {{"x-mesh-token", kMeshToken}, {"content-type", "application/json"}};
+    req.body = result_body(racing, "w1").dump();
+    auto resp = net::fetch(req);
+    ASSERT_TRUE(resp);
+    EXPECT_TRUE(resp->status == 200 || resp->status == 409) << resp->body;
+  }
+  for (const auto& s : accepted) {
+    const std::string agent = s == accepted[0] ? "w1" : "w2";
+    auto dup = post("/result", result_body(s, agent));
+    EXPECT_EQ(dup.value("duplicate", false), true) << dup.dump();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  nlohmann::json task;
+  while (std::chrono::steady_clock::now() < deadline) {
+    task = get("/tasks/crash");
+    if (task.value("status", "") == "completed") break;
+    for (const auto& a : agents) {
+      auto s = post("/pull", {{"agentId", a}})["subtask"];
+      if (!s.is_object()) continue;
+      net::ClientRequest req;
+      req.method = "POST";
+      req.url = "http://127.0.0.1:" + std::to_string(port_) + "/result";
+      req.headers = {{"x-mesh-token", kMeshToken}, {"content-type", "application/json"}};
+      req.body = result_body(s, a).dump();
+      auto resp = net::fetch(req);
+      ASSERT_TRUE(resp);
+      EXPECT_TRUE(resp->status == 200 || resp->status == 409) << resp->body;  // 409: lease lost
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(task.value("status", ""), "completed") << task.dump();
+  ASSERT_EQ(task["subtasks"].size(), 8u);
+  std::set<std::string> subtask_ids;
+  for (const auto& s : task["subtasks"]) {
+    EXPECT_EQ(s.value("state", ""), "completed") << s.dump();
+    subtask_ids.insert(s.value("id", ""));
+  }
+  // No subtask result recorded twice.
+  EXPECT_EQ(get("/status").value("results", 0), 8);
+  // Exactly one earn entry per subtask across the agents' accounts: 0.7 s each at a load
+  // multiplier of 0.8..1.6.
+  std::multiset<std::string> earned;
+  std::int64_t total = 0;
+  for (const auto& a : agents) {
+    auto history = get("/credits/" + a + "/history?limit=500")["history"];
+    std::int64_t sum = 0;
+    for (const auto& e : history) {
+      earned.insert(e.value("txId", ""));
+      sum += e.value("millicredits", std::int64_t{0});
+      EXPECT_GE(e.value("millicredits", 0), 560);
+      EXPECT_LE(e.value("millicredits", 0), 1120);
+    }
+    EXPECT_EQ(get("/credits/" + a + "/balance").value("balanceMillicredits", std::int64_t{-1}),
+              sum);
+    total += sum;
+  }
+  std::multiset<std::string> expected;
+  for (const auto& id : subtask_ids) expected.insert("earn:" + id);
+  EXPECT_EQ(earned, expected);
+  EXPECT_GT(total, 0);
+  // The chain verifies and continued across the restart.
+  const auto after = get("/ledger/verify");
+  EXPECT_EQ(after.value("ok", false), true) << after.dump();
+  EXPECT_GT(after.value("count", 0), count_before);
+  const auto snapshot = get("/ledger/snapshot?limit=5000");
+  int genesis = 0, accruals = 0, completions = 0;
+  for (const auto& r : snapshot["records"]) {
+    if (r.value("prevHash", "") == "GENESIS") ++genesis;
+    if (r.value("eventType", "") == "earnings_accrual") ++accruals;
+    if (r.value("eventType", "") == "task_complete") ++completions;
+    if (r.value("sequence", 0) == count_before + 1) {
+      EXPECT_EQ(r.value("prevHash", ""), head_before);
+    }
+  }
+  EXPECT_EQ(genesis, 1);
+  EXPECT_EQ(accruals, 8);
+  EXPECT_EQ(completions, 8);
+  EXPECT_EQ(static_cast<int>(snapshot["records"].size()), after.value("count", -1));
   again->signal(SIGTERM);
   ASSERT_TRUE(again->wait(30s).has_value());
 }

@@ -66,6 +66,8 @@ class Harness {
   // The coordinator's data directory (its signing key); the SQLite store is data/coordinator.db.
   const std::filesystem::path& data_dir() const { return home_->data_dir(); }
   store::Store& store() { return *store_; }
+  // Where the store lives (the PostgreSQL schema, for direct SQL in tests).
+  const store::testing::StoreHome& home() const { return *home_; }
   store::testing::TestClock& clock() { return *clock_; }
   std::shared_ptr<FakeInference> inference() { return inference_; }
 

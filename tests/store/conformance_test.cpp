@@ -13,6 +13,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include "core/crypto.h"
 #include "store/store.h"
 #include "store/store_test_support.h"
 
@@ -1172,6 +1173,212 @@ TEST_P(StoreConformance, ReadyAndDescribe) {
   EXPECT_EQ(st->database_version, st->binary_version);
   ASSERT_FALSE(st->migrations.empty());
   EXPECT_GT(st->migrations[0].applied_at_ms, 0);
+}
+
+// ---- the ordering chain ----
+
+ChainSigner test_signer(const std::string& coordinator_id,
+                        const core::crypto::Ed25519KeyPair& key) {
+  ChainSigner signer;
+  signer.coordinator_id = coordinator_id;
+  signer.sign = [secret = key.secret_key](std::string_view hash) {
+    auto sig = core::crypto::ed25519_sign(hash, secret);
+    return sig ? core::crypto::base64_encode(*sig) : std::string();
+  };
+  return signer;
+}
+
+// Every record links to the one before, recomputes to its hash and carries a valid signature.
+void expect_valid_chain(const std::vector<ChainRecord>& records, const std::string& public_key) {
+  std::string prev(kChainGenesis);
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const auto& r = records[i];
+    EXPECT_EQ(r.sequence, static_cast<std::int64_t>(i + 1));
+    EXPECT_EQ(r.prev_hash, prev) << "at " << r.sequence;
+    EXPECT_EQ(chain_record_hash(r), r.hash) << "at " << r.sequence;
+    auto sig = core::crypto::base64_decode(r.signature);
+    ASSERT_TRUE(sig);
+    EXPECT_TRUE(core::crypto::ed25519_verify(r.hash, *sig, public_key)) << "at " << r.sequence;
+    prev = r.hash;
+  }
+}
+
+TEST(ChainCanonical, JsJsonKeyOrderAndAbsentFieldsOmitted) {
+  ChainRecord r;
+  r.event_type = "task_claim";
+  r.task_id = "t1";
+  r.actor_id = "agent/1";
+  r.sequence = 2;
+  r.issued_at_ms = 1700000000000;
+  r.prev_hash = "GENESIS";
+  r.coordinator_id = "coord-1";
+  EXPECT_EQ(chain_record_canonical(r),
+            R"({"eventType":"task_claim","taskId":"t1","actorId":"agent/1","sequence":2,)"
+            R"("issuedAtMs":1700000000000,"prevHash":"GENESIS","coordinatorId":"coord-1"})");
+  r.subtask_id = "s\u00e9\n";
+  r.payload_json = R"({"ok":true})";
+  EXPECT_EQ(chain_record_canonical(r),
+            "{\"eventType\":\"task_claim\",\"taskId\":\"t1\",\"subtaskId\":\"s\u00e9\\n\","
+            "\"actorId\":\"agent/1\",\"sequence\":2,\"issuedAtMs\":1700000000000,"
+            "\"prevHash\":\"GENESIS\",\"coordinatorId\":\"coord-1\","
+            "\"payloadJson\":\"{\\\"ok\\\":true}\"}");
+  EXPECT_EQ(chain_record_hash(r), core::crypto::sha256_hex(chain_record_canonical(r)));
+}
+
+TEST_P(StoreConformance, ChainRecordsTaskEventsInTheirTransactionsAndContinuesAfterReopen) {
+  const auto key = core::crypto::ed25519_generate();
+  // Without a signer nothing is chained.
+  ASSERT_TRUE(store_->create_task(task("t0", {sub("s0")})));
+  EXPECT_TRUE(store_->list_chain("coord-a", 0, 0)->empty());
+  store_->set_chain_signer(test_signer("coord-a", key));
+  auto head = store_->chain_head("coord-a");
+  ASSERT_TRUE(head) << head.error().detail;
+  EXPECT_EQ(head->first, 0);
+  EXPECT_EQ(head->second, kChainGenesis);
+
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("s1"), sub("s2")})));
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("s1"), sub("s2")})));  // idempotent repeat
+  Lease l0 = claim("w1");                                                // s0 (older task)
+  Lease l1 = claim("w1");
+  ASSERT_EQ(l1.subtask.id, "s1");
+  int earn_calls = 0;
+  ResultReport rep = report(l1, "w1");
+  rep.earn = [&earn_calls](const Subtask& s, Earning& e) {
+    ++earn_calls;
+    EXPECT_EQ(s.id, "s1");
+    e.entry.tx_id = "earn:" + s.id;
+    e.entry.account_id = "w1";
+    e.entry.kind = "earn";
+    e.entry.amount_millicredits = 1234;
+    e.payload_json = R"({"credits":1.234})";
+    return true;
+  };
+  ASSERT_EQ(*store_->record_result(rep), RecordOutcome::accepted);
+  EXPECT_EQ(*store_->record_result(rep), RecordOutcome::duplicate);  // earns nothing again
+  ResultReport stale = rep;
+  stale.attempt = 7;
+  EXPECT_FALSE(store_->record_result(stale));
+  EXPECT_EQ(earn_calls, 1);
+  EXPECT_EQ(*store_->balance("w1"), 1234);
+  auto entries = store_->list_ledger("w1", 0, 0);
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_EQ(entries->at(0).tx_id, "earn:s1");
+  EXPECT_EQ(entries->at(0).task_id, "t1");
+  // The holder hands s0 back; its lease of s2 expires.
+  ReleaseRequest rel;
+  rel.subtask_id = l0.subtask.id;
+  rel.agent_id = "w1";
+  rel.attempt = l0.attempt;
+  ASSERT_TRUE(store_->release_lease(rel));
+  Lease l2 = claim("w2");
+  ASSERT_TRUE(l2.subtask.id == "s0" || l2.subtask.id == "s2") << l2.subtask.id;
+  clock_->advance(3'600'000);
+  ASSERT_EQ(store_->expire_leases()->requeued, 1);
+
+  auto chain = store_->list_chain("coord-a", 0, 0);
+  ASSERT_TRUE(chain) << chain.error().detail;
+  std::vector<std::string> kinds;
+  for (const auto& r : *chain) kinds.push_back(r.event_type + ":" + r.subtask_id);
+  EXPECT_EQ(kinds, (std::vector<std::string>{"task_enqueue:", "task_claim:s0", "task_claim:s1",
+                                             "task_complete:s1", "earnings_accrual:s1",
+                                             "task_requeue:s0", "task_claim:" + l2.subtask.id,
+                                             "task_requeue:" + l2.subtask.id}));
+  EXPECT_EQ(chain->at(0).actor_id, "alice");
+  EXPECT_EQ(chain->at(0).task_id, "t1");
+  EXPECT_EQ(chain->at(3).actor_id, "w1");
+  EXPECT_EQ(chain->at(4).actor_id, "w1");
+  EXPECT_EQ(chain->at(4).payload_json, R"({"credits":1.234})");
+  EXPECT_EQ(chain->at(5).actor_id, "w1");       // released by the holder
+  EXPECT_EQ(chain->at(7).actor_id, "coord-a");  // expired by the coordinator
+  for (const auto& r : *chain) EXPECT_EQ(r.coordinator_id, "coord-a");
+  expect_valid_chain(*chain, key.public_key);
+  EXPECT_EQ(store_->list_chain("coord-a", 6, 1)->at(0).sequence, 7);
+  head = store_->chain_head("coord-a");
+  EXPECT_EQ(head->first, 8);
+  EXPECT_EQ(head->second, chain->back().hash);
+
+  // After a restart the chain continues where it stopped (no new GENESIS).
+  store_.reset();
+  auto reopened = home_->open();
+  ASSERT_TRUE(reopened) << reopened.error().detail;
+  store_ = std::move(*reopened);
+  store_->set_chain_signer(test_signer("coord-a", key));
+  ASSERT_TRUE(store_->create_task(task("t2", {sub("s3")})));
+  chain = store_->list_chain("coord-a", 0, 0);
+  ASSERT_EQ(chain->size(), 9u);
+  EXPECT_EQ(chain->back().event_type, "task_enqueue");
+  EXPECT_EQ(chain->back().prev_hash, chain->at(7).hash);
+  expect_valid_chain(*chain, key.public_key);
+}
+
+TEST_P(StoreConformance, ChainAppendsStayLinearUnderConcurrencyAndPerCoordinator) {
+  const auto key_a = core::crypto::ed25519_generate();
+  const auto key_b = core::crypto::ed25519_generate();
+  EXPECT_FALSE(store_->append_chain(ChainRecord{}));  // no signer, no event type
+  store_->set_chain_signer(test_signer("coord-a", key_a));
+  ChainRecord empty;
+  EXPECT_EQ(store_->append_chain(empty).error().code, core::Errc::invalid_argument);
+  // A second coordinator on the same database (PostgreSQL: a second process's store; SQLite
+  // allows one process per file, so the same store appends for both ids there).
+  std::unique_ptr<Store> second_owner;
+  Store* second = store_.get();
+  if (GetParam() == Backend::postgres) {
+    auto s = home_->open();
+    ASSERT_TRUE(s) << s.error().detail;
+    second_owner = std::move(*s);
+    second = second_owner.get();
+    second->set_chain_signer(test_signer("coord-b", key_b));
+  }
+  constexpr int kThreads = 4;
+  constexpr int kEach = 15;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        ChainRecord d;
+        d.event_type = "task_enqueue";
+        d.task_id = "t" + std::to_string(t) + "-" + std::to_string(i);
+        d.actor_id = "tester";
+        Store* target = t % 2 == 0 ? store_.get() : second;
+        if (GetParam() == Backend::sqlite && t % 2 == 1) continue;
+        if (!target->append_chain(d)) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto a = store_->list_chain("coord-a", 0, 0);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->size(), static_cast<std::size_t>(kThreads / 2 * kEach));
+  expect_valid_chain(*a, key_a.public_key);
+  if (GetParam() == Backend::postgres) {
+    auto b = store_->list_chain("coord-b", 0, 0);
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b->size(), static_cast<std::size_t>(kThreads / 2 * kEach));
+    expect_valid_chain(*b, key_b.public_key);
+  }
+  // The unique (coordinator, sequence) and (coordinator, prev hash) keys hold regardless.
+  EXPECT_EQ(store_->chain_head("coord-a")->first, kThreads / 2 * kEach);
+  EXPECT_EQ(store_->chain_head("nobody")->first, 0);
+}
+
+TEST_P(StoreConformance, RecentLedgerIsNewestFirst) {
+  for (int i = 1; i <= 3; ++i) {
+    LedgerEntry e;
+    e.tx_id = "tx" + std::to_string(i);
+    e.account_id = "acct";
+    e.kind = "earn";
+    e.amount_millicredits = i * 1000;
+    ASSERT_TRUE(store_->append_ledger(e));
+  }
+  auto recent = store_->recent_ledger("acct", 2);
+  ASSERT_TRUE(recent) << recent.error().detail;
+  ASSERT_EQ(recent->size(), 2u);
+  EXPECT_EQ(recent->at(0).tx_id, "tx3");
+  EXPECT_EQ(recent->at(1).tx_id, "tx2");
+  EXPECT_EQ(store_->recent_ledger("acct", 0)->size(), 3u);
+  EXPECT_TRUE(store_->recent_ledger("none", 5)->empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance,

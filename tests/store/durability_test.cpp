@@ -644,7 +644,7 @@ std::string transcript(Store& store, testing::TestClock& clock) {
     const Lease& lease = **l;
     note("claim", lease.subtask.id + "#" + std::to_string(lease.attempt));
     if (round == 2) continue;  // abandoned: expires later
-    ResultReport rep{lease.subtask.id, req.agent_id, lease.attempt, round != 3, "o", "", 5};
+    ResultReport rep{lease.subtask.id, req.agent_id, lease.attempt, round != 3, "o", "", 5, {}};
     auto r = store.record_result(rep);
     note("result", r ? std::to_string(static_cast<int>(*r)) : err(r.error()));
     auto again = store.record_result(rep);
