@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/identity.h"
+#include "agent/power.h"
 #include "api/coordinator.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -83,7 +84,36 @@ std::string field(const json& j, const char* key, const char* fallback) {
   return field<std::string>(j, key, std::string(fallback));
 }
 
+// A coordinator base URL as the agent uses it: trimmed, without trailing '/'; "" when it is
+// not http(s).
+std::string normalise_url(std::string url) {
+  url.erase(0, std::min(url.size(), url.find_first_not_of(" \t")));
+  while (!url.empty() && (url.back() == '/' || url.back() == ' ' || url.back() == '\t')) {
+    url.pop_back();
+  }
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) return "";
+  if (url.size() > 2048 || url.find_first_of(" \r\n\t") != std::string::npos) return "";
+  return url;
+}
+
 }  // namespace
+
+std::vector<std::string> parse_discovered_coordinators(const std::string& body) {
+  std::vector<std::string> out;
+  const json doc = json::parse(body, nullptr, false);
+  if (!doc.is_object() || !doc.contains("coordinators") || !doc["coordinators"].is_array()) {
+    return out;
+  }
+  for (const auto& c : doc["coordinators"]) {
+    if (out.size() >= 64) break;
+    std::string url;
+    if (c.is_object() && c.contains("coordinatorUrl") && c["coordinatorUrl"].is_string()) {
+      url = normalise_url(c["coordinatorUrl"].get<std::string>());
+    }
+    if (!url.empty() && std::find(out.begin(), out.end(), url) == out.end()) out.push_back(url);
+  }
+  return out;
+}
 
 core::Result<AgentOptions> agent_options_from(const core::Config& config) {
   const auto& s = config.settings;
@@ -122,6 +152,25 @@ core::Result<AgentOptions> agent_options_from(const core::Config& config) {
   auto max = s.get_int("MAX_CONCURRENT_TASKS", 1, 64);
   if (!max) return max.error();
   o.max_concurrent_tasks = static_cast<int>(*max);
+  o.discovery_url = s.get_or("COORDINATOR_DISCOVERY_URL", "");
+  if (!o.discovery_url.empty() && normalise_url(o.discovery_url).empty()) {
+    return core::make_error(
+        core::Errc::invalid_argument,
+        "COORDINATOR_DISCOVERY_URL: '" + o.discovery_url + "' must start with http:// or https://");
+  }
+  auto discovery_ms = s.get_int("COORDINATOR_DISCOVERY_MS", 1'000, 86'400'000);
+  if (!discovery_ms) return discovery_ms.error();
+  o.discovery_interval = std::chrono::milliseconds(*discovery_ms);
+  auto cpu_usage = s.get_bool("AGENT_REPORT_CPU_USAGE");
+  if (!cpu_usage) return cpu_usage.error();
+  o.report_cpu_usage = *cpu_usage;
+  o.device_type = s.get_or("AGENT_DEVICE_TYPE", "");
+  if (!o.device_type.empty() && o.device_type != "desktop" && o.device_type != "laptop" &&
+      o.device_type != "server") {
+    return core::make_error(core::Errc::invalid_argument,
+                            "AGENT_DEVICE_TYPE: '" + o.device_type +
+                                "' must be desktop, laptop or server (or empty to detect)");
+  }
   o.data_dir = config.data_dir;
   o.version = EDGECODER_VERSION;
   return o;
@@ -152,7 +201,8 @@ struct Agent::Impl {
   bool registered = false;
   bool registering = false;
   bool flushing = false;
-  std::size_t current_url = 0;      // index into options.coordinator_urls
+  std::vector<std::string> urls;    // COORDINATOR_URL's, then the discovered ones
+  std::size_t current_url = 0;      // index into urls
   std::uint64_t heartbeats_ok = 0;  // successful heartbeats so far (wakes a backed-off pull)
   int active = 0;                   // subtasks being solved
   std::string active_model;         // what it generates with (a rollout may switch it)
@@ -230,7 +280,8 @@ struct Agent::Impl {
     net::ClientRequest req;
     req.method = "POST";
     const std::size_t used = current_url;
-    req.url = options.coordinator_urls[used] + path;
+    const std::string base = urls[used];
+    req.url = base + path;
     req.headers = {{"content-type", "application/json"}};
     if (!mesh_token.empty()) req.headers.push_back({"x-mesh-token", mesh_token});
     req.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -242,13 +293,12 @@ struct Agent::Impl {
       reply.detail = resp.error().detail;
       // Fail over: the next call goes to the next coordinator of the list (which answers
       // 401 mesh_unauthorized until the agent has registered there).
-      if (options.coordinator_urls.size() > 1 && used == current_url) {
-        current_url = (current_url + 1) % options.coordinator_urls.size();
+      // (The list may have changed meanwhile: compare by URL.)
+      if (urls.size() > 1 && current_url < urls.size() && urls[current_url] == base) {
+        current_url = (current_url + 1) % urls.size();
         registered = false;
         core::log::warn("agent", "coordinator_failover",
-                        {{"from", options.coordinator_urls[used]},
-                         {"to", options.coordinator_urls[current_url]},
-                         {"detail", reply.detail}});
+                        {{"from", base}, {"to", urls[current_url]}, {"detail", reply.detail}});
       }
       co_return reply;
     }
@@ -256,6 +306,18 @@ struct Agent::Impl {
     reply.body = json::parse(resp->body, nullptr, false);
     if (reply.body.is_discarded()) reply.body = json::object();
     co_return reply;
+  }
+
+  // Read afresh for every /register and /heartbeat (a few small files).
+  json power_telemetry() const {
+    PowerRoots roots;
+    roots.sys = options.sys_root;
+    roots.proc = options.proc_root;
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    return power_telemetry_json(read_power_telemetry(roots, options.device_type), now,
+                                options.report_cpu_usage);
   }
 
   json register_body() const {
@@ -272,6 +334,7 @@ struct Agent::Impl {
               {"activeModel", active_model},
               {"languages", languages}};
     if (!options.registration_token.empty()) b["registrationToken"] = options.registration_token;
+    b["powerTelemetry"] = power_telemetry();
     return b;
   }
 
@@ -290,7 +353,7 @@ struct Agent::Impl {
         registered = true;
         core::log::info("agent", "registered",
                         {{"agent_id", identity.agent_id},
-                         {"coordinator", options.coordinator_urls[current_url]},
+                         {"coordinator", urls[current_url]},
                          {"sandbox_mode", sandbox_mode},
                          {"languages", json(languages).dump()},
                          {"public_key_fingerprint", identity.fingerprint()}});
@@ -324,6 +387,67 @@ struct Agent::Impl {
     co_return true;
   }
 
+  // COORDINATOR_DISCOVERY_URL: fetch the registry now and every discovery_interval; its
+  // coordinators follow COORDINATOR_URL's in the failover list. A registry that does not answer
+  // or answers nonsense is logged and changes nothing.
+  asio::awaitable<void> discovery_loop() {
+    std::string last_error;
+    while (!stopping) {
+      net::ClientRequest req;
+      req.method = "GET";
+      req.url = options.discovery_url;
+      req.total_timeout = 8s;
+      req.first_byte_timeout = 8s;
+      auto call = client->request(std::move(req));
+      auto fetched = co_await std::move(call);
+      std::string error;
+      std::vector<std::string> found;
+      if (!fetched) {
+        error = fetched.error().detail;
+      } else if (fetched->status != 200) {
+        error = "status " + std::to_string(fetched->status);
+      } else {
+        found = parse_discovered_coordinators(fetched->body);
+        if (found.empty()) error = "no coordinators[].coordinatorUrl in the answer";
+      }
+      if (!error.empty()) {
+        // Once per distinct problem, not every round.
+        if (error != last_error) {
+          core::log::warn(
+              "agent", "coordinator_discovery_failed",
+              {{"url", options.discovery_url}, {"detail", error}, {"coordinators", urls.size()}});
+        }
+        last_error = error;
+      } else {
+        last_error.clear();
+        merge_discovered(found);
+      }
+      co_await sleep(options.discovery_interval);
+    }
+  }
+
+  void merge_discovered(const std::vector<std::string>& found) {
+    std::vector<std::string> merged = options.coordinator_urls;
+    for (const auto& url : found) {
+      if (std::find(merged.begin(), merged.end(), url) == merged.end()) merged.push_back(url);
+    }
+    if (merged == urls) return;
+    const std::string current = urls[current_url];
+    const auto at = std::find(merged.begin(), merged.end(), current);
+    urls = std::move(merged);
+    if (at == urls.end()) {
+      // The coordinator in use left the registry: start over at the head of the list.
+      current_url = 0;
+      registered = false;
+    } else {
+      current_url = static_cast<std::size_t>(at - urls.begin());
+    }
+    core::log::info("agent", "coordinators_discovered",
+                    {{"url", options.discovery_url},
+                     {"coordinators", json(urls).dump()},
+                     {"current", urls[current_url]}});
+  }
+
   asio::awaitable<void> main_loop() {
     co_await ensure_registered();
     if (stopping) co_return;
@@ -339,7 +463,8 @@ struct Agent::Impl {
       json beat = {{"agentId", identity.agent_id},
                    {"sandboxMode", sandbox_mode},
                    {"activeModel", active_model},
-                   {"modelSwapInProgress", switching}};
+                   {"modelSwapInProgress", switching},
+                   {"powerTelemetry", power_telemetry()}};
       auto r = co_await post(std::string("/heartbeat"), std::move(beat), 10s);
       if (r.status == 200) {
         ++heartbeats_ok;
@@ -744,11 +869,13 @@ core::Result<std::unique_ptr<Agent>> Agent::create(const core::Config& config, A
   impl->client = std::make_unique<net::HttpClient>(executor, client_options);
   impl->mesh_token = options.mesh_token;
   impl->options = std::move(options);
+  impl->urls = impl->options.coordinator_urls;
   core::log::info("agent", "identity",
                   {{"agent_id", impl->identity.agent_id},
                    {"public_key_fingerprint", impl->identity.fingerprint()},
                    {"coordinator", impl->options.coordinator_urls.front()},
                    {"coordinators", impl->options.coordinator_urls.size()},
+                   {"discovery_url", impl->options.discovery_url},
                    {"sandbox_mode", impl->sandbox_mode},
                    {"max_concurrent_tasks", impl->options.max_concurrent_tasks}});
   return std::unique_ptr<Agent>(new Agent(std::move(impl)));
@@ -757,6 +884,7 @@ core::Result<std::unique_ptr<Agent>> Agent::create(const core::Config& config, A
 void Agent::start() {
   if (impl_->started) return;
   impl_->started = true;
+  if (!impl_->options.discovery_url.empty()) impl_->spawn(impl_->discovery_loop(), "discovery");
   impl_->spawn(impl_->main_loop(), "main");
 }
 

@@ -43,11 +43,26 @@ struct AgentOptions {
   std::chrono::milliseconds backoff_max{30'000};
   int max_concurrent_tasks = 1;  // 1..64
   std::string version;
+  // COORDINATOR_DISCOVERY_URL: a registry answering {coordinators:[{coordinatorUrl}]} (the
+  // control plane's GET /network/coordinators); "" = none. Its coordinators are appended to
+  // coordinator_urls (failed over through the same way), fetched at start and every
+  // discovery_interval (COORDINATOR_DISCOVERY_MS).
+  std::string discovery_url;
+  std::chrono::milliseconds discovery_interval{45'000};
+  // Power telemetry (power.h): where /sys and /proc are, and AGENT_DEVICE_TYPE ("" = detect).
+  std::filesystem::path sys_root = "/sys";
+  std::filesystem::path proc_root = "/proc";
+  std::string device_type;
+  bool report_cpu_usage = false;  // AGENT_REPORT_CPU_USAGE: send cpuUsagePct (see power.h)
 };
 
 // Reads COORDINATOR_URL (a comma-separated list), MESH_AUTH_TOKEN,
 // AGENT_REGISTRATION_TOKEN, AGENT_ID, AGENT_HEARTBEAT_MS, AGENT_POLL_MS and MAX_CONCURRENT_TASKS.
 core::Result<AgentOptions> agent_options_from(const core::Config& config);
+
+// The coordinator URLs of a discovery answer ({coordinators:[{coordinatorUrl}]}): http(s) only,
+// without trailing '/', deduplicated, at most 64; empty for anything else.
+std::vector<std::string> parse_discovered_coordinators(const std::string& body);
 
 class Agent {
  public:

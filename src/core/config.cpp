@@ -159,6 +159,21 @@ constexpr std::array kConfigSettings = {
     SettingSpec{"AGENT_POLL_MS", "1000",
                 "Agent: milliseconds between /pull calls while the coordinator has no work."},
     SettingSpec{"MAX_CONCURRENT_TASKS", "1", "Agent: subtasks it works on at once (1..64)."},
+    SettingSpec{"COORDINATOR_DISCOVERY_URL", "",
+                "Agent: a coordinator registry answering {coordinators:[{coordinatorUrl}]} (the "
+                "control plane's <CONTROL_PLANE_URL>/network/coordinators); its coordinators "
+                "are added after COORDINATOR_URL's to the list the agent fails over through. "
+                "Empty = none."},
+    SettingSpec{"COORDINATOR_DISCOVERY_MS", "45000",
+                "Agent: milliseconds between fetches of COORDINATOR_DISCOVERY_URL."},
+    SettingSpec{"AGENT_REPORT_CPU_USAGE", "false",
+                "Agent: send cpuUsagePct (1-minute load over CPU count) in its power telemetry; "
+                "above 85 the coordinator then defers its work. Off by default: the load "
+                "includes the agent's own runs and all else on a busy host."},
+    SettingSpec{"AGENT_DEVICE_TYPE", "",
+                "Agent: deviceType in its power telemetry: desktop, laptop or server (server: "
+                "the coordinator's power policy never defers it); empty = detect (laptop when "
+                "the host has a system battery)."},
     // The code sandbox (src/sandbox, docs/sandbox.md).
     SettingSpec{"SANDBOX_MODE", "bwrap",
                 "Sandbox for generated code: bwrap, process (weak isolation), docker, or none "

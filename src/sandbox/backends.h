@@ -40,13 +40,9 @@ std::vector<std::string> program_env(const std::string& home, const std::string&
 std::uint64_t address_space_bytes(const Limits& limits, Language language);
 
 // The rlimits every non-docker program gets, set before exec. `with_nproc` false leaves
-// RLIMIT_NPROC out: bwrap sets it inside the run's own user namespace instead (see bwrap.cpp).
+// RLIMIT_NPROC out: bwrap sets it on the sandbox's first process instead (see bwrap.cpp).
 std::vector<std::pair<int, std::uint64_t>> program_rlimits(const Limits& limits, Language language,
                                                            bool with_nproc);
-
-// The program's own RLIMIT_NPROC inside a bwrap sandbox is set by this util-linux helper, run
-// in the sandbox right before the interpreter.
-inline constexpr const char* kPrlimit = "/usr/bin/prlimit";
 
 // True when the effective uid is 0.
 bool running_as_root();

@@ -1,10 +1,12 @@
 // The bwrap backend: one bubblewrap invocation per run. See sandbox.h and docs/sandbox.md.
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -24,6 +26,8 @@ constexpr int kPasswdFd = 5;
 constexpr int kGroupFd = 6;
 constexpr int kHostsFd = 7;
 constexpr int kStatusFd = 8;
+constexpr int kInfoFd = 9;    // bwrap announces the sandbox's first process (its host pid) here
+constexpr int kBlockFd = 10;  // ... which then waits here until its limits are set
 
 // Where RunRequest::project_dir appears inside the sandbox.
 constexpr const char* kProjectMount = "/project";
@@ -127,9 +131,8 @@ std::vector<std::string> bwrap_argv(const Options& options, Language language, u
     a.insert(a.end(), {"--chdir", kProjectMount});
   }
   a.insert(a.end(), {"--seccomp", std::to_string(kSeccompFd), "--json-status-fd",
-                     std::to_string(kStatusFd), "--remount-ro", "/", "--"});
-  const std::string nproc = std::to_string(options.limits.max_processes);
-  a.insert(a.end(), {kPrlimit, "--nproc=" + nproc + ":" + nproc, "--"});
+                     std::to_string(kStatusFd), "--info-fd", std::to_string(kInfoFd), "--block-fd",
+                     std::to_string(kBlockFd), "--remount-ro", "/", "--"});
   const std::string interpreter = interpreter_path(options, language).string();
   for (auto& arg :
        interpreter_argv(options, language, interpreter, "/work/" + program_file_name(language))) {
@@ -204,6 +207,24 @@ class BwrapSandbox final : public Sandbox {
     for (const auto* fd : {&seccomp, &program, &passwd, &group, &hosts, &status}) {
       if (!*fd) return fd->error();
     }
+    int info_pipe[2];
+    if (::pipe2(info_pipe, O_CLOEXEC) != 0)
+      return make_error(Errc::internal, std::string("pipe: ") + std::strerror(errno));
+    Fd info_w(info_pipe[1]);
+    int block_pipe[2];
+    if (::pipe2(block_pipe, O_CLOEXEC) != 0)
+      return make_error(Errc::internal, std::string("pipe: ") + std::strerror(errno));
+    Fd block_r(block_pipe[0]);
+    StartGate gate;
+    gate.info = Fd(info_pipe[0]);
+    gate.release = Fd(block_pipe[1]);
+    // RLIMIT_NPROC counts processes (and threads) per uid in each user namespace up to the
+    // host's, checked at every level against the limit its creator had. Set on bwrap it would
+    // count every process of the host uid, so concurrent runs (and, without root, the agent's
+    // own threads) would share one budget and one run's fork bomb would starve the others.
+    // Set on the sandbox's first process, after bwrap created its user namespace and before
+    // anything runs in it, it counts this run's namespace only.
+    gate.rlimits = {{RLIMIT_NPROC, static_cast<std::uint64_t>(options_.limits.max_processes)}};
     Fd input;
     if (!request.input.empty()) {
       auto in = make_memfd("edgecoder-stdin", request.input);
@@ -226,23 +247,20 @@ class BwrapSandbox final : public Sandbox {
     spec.argv = bwrap_argv(options_, request.language, uid, gid, project);
     spec.env = program_env("/work", "/tmp", run_id);
     spec.stdin_fd = input.valid() ? input.get() : -1;
-    spec.extra_fds = {seccomp->get(), program->get(), passwd->get(),
-                      group->get(),   hosts->get(),   status->get()};
+    spec.extra_fds = {seccomp->get(), program->get(), passwd->get(), group->get(),
+                      hosts->get(),   status->get(),  info_w.get(),  block_r.get()};
     // As root, bwrap itself runs as the unprivileged uid: inside its user namespace the program
     // is then that uid on the host too, not root with a different name.
     if (root) spec.switch_user = {{uid, gid}};
-    // RLIMIT_NPROC counts processes (and threads) per uid in each user namespace up to the
-    // host's, checked at every level against the limit its creator had. Set on bwrap it would
-    // count every process of the host uid, so concurrent runs (and, without root, the agent's
-    // own threads) would share one budget and one run's fork bomb would starve the others.
-    // Set inside, by prlimit, it counts this run's namespace only.
+    gate.ids = spec.switch_user;
+    // RLIMIT_NPROC goes through the start gate (above).
     spec.rlimits = program_rlimits(options_.limits, request.language, false);
     if (cgroup) spec.cgroup_procs = cgroup->procs_path();
 
     Control control;
     control.timeout = limits.wall_timeout;
     control.max_output_bytes = limits.max_output_bytes;
-    auto outcome = run_child(spec, control);
+    auto outcome = run_child(spec, control, &gate);
     std::optional<RunCgroup::Events> events;
     if (cgroup) events = cgroup->finish();
     if (!outcome) return outcome.error();
@@ -413,11 +431,6 @@ void check_bwrap(const Options& options, ProbeReport& report) {
         "unprivileged user namespaces are disabled "
         "(kernel.unprivileged_userns_clone=0)";
     report.fix = "sysctl -w kernel.unprivileged_userns_clone=1, or SANDBOX_MODE=docker";
-    return;
-  }
-  if (::access(kPrlimit, X_OK) != 0) {
-    report.problem = std::string(kPrlimit) + " (util-linux) is missing";
-    report.fix = "apt-get install util-linux";
     return;
   }
   if (auto binds = check_extra_binds(options); !binds) {

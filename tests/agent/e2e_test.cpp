@@ -3,8 +3,15 @@
 // and every task still completes exactly once; an agent keeps its id and keys across a restart;
 // a result finished while the coordinator is down is delivered from the outbox once it is back.
 // SANDBOX_MODE comes from EDGECODER_TEST_SANDBOX_MODE (default bwrap).
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
 
 #include <cstdlib>
 #include <fstream>
@@ -53,6 +60,83 @@ std::string trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   return s;
 }
+
+// A minimal HTTP/1.1 server on 127.0.0.1 (its own thread) answering every request with 200
+// and the body set by set_body(); counts the requests. Stands in for the control plane's
+// GET /network/coordinators.
+class ListServer {
+ public:
+  ListServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(::listen(fd_, 16), 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ListServer() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  void set_body(std::string body) {
+    std::lock_guard lock(mu_);
+    body_ = std::move(body);
+  }
+  std::string url() const {
+    return "http://127.0.0.1:" + std::to_string(port_) + "/network/coordinators";
+  }
+  int requests() const { return requests_; }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      // Read the request head (requests here have no body).
+      std::string head;
+      char buf[4096];
+      while (head.find("\r\n\r\n") == std::string::npos && head.size() < 65536) {
+        pollfd q{c, POLLIN, 0};
+        if (::poll(&q, 1, 2000) <= 0) break;
+        const ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        head.append(buf, static_cast<std::size_t>(n));
+      }
+      std::string body;
+      {
+        std::lock_guard lock(mu_);
+        body = body_;
+      }
+      ++requests_;
+      const std::string resp =
+          "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+          "connection: close\r\ncontent-length: " +
+          std::to_string(body.size()) + "\r\n\r\n" + body;
+      std::size_t done = 0;
+      while (done < resp.size()) {
+        const ssize_t n = ::write(c, resp.data() + done, resp.size() - done);
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+      }
+      ::close(c);
+    }
+  }
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> requests_{0};
+  std::mutex mu_;
+  std::string body_ = "{}";
+  std::thread thread_;
+};
 
 class AgentBinary : public ::testing::Test {
  protected:
@@ -360,6 +444,86 @@ TEST_F(AgentBinary, FailsOverToTheNextCoordinatorOfTheList) {
   auto code = agent->wait(30s);
   ASSERT_TRUE(code.has_value());
   EXPECT_EQ(*code, 0);
+  coordinator->signal(SIGTERM);
+  ASSERT_TRUE(coordinator->wait(30s).has_value());
+}
+
+// COORDINATOR_URL names only a dead coordinator; the discovery registry names the live one:
+// the agent fails over to it and completes the work.
+TEST_F(AgentBinary, UsesTheCoordinatorsOfTheDiscoveryUrl) {
+  auto coordinator = start_coordinator();
+  const std::uint16_t dead = testing::free_port();
+  ListServer registry;
+  registry.set_body(json({{"generatedAt", "2026-11-27T00:00:00Z"},
+                          {"count", 2},
+                          {"coordinators",
+                           {{{"peerId", "bootstrap"},
+                             {"coordinatorUrl", "http://127.0.0.1:" + std::to_string(dead)},
+                             {"source", "bootstrap"}},
+                            {{"peerId", "coord-1"},
+                             {"coordinatorUrl", "http://127.0.0.1:" + std::to_string(port_) + "/"},
+                             {"source", "mesh"}}}}})
+                        .dump());
+  auto agent = start_agent("agent-discovery", "agent-discovery", 1,
+                           {{"COORDINATOR_URL", "http://127.0.0.1:" + std::to_string(dead)},
+                            {"COORDINATOR_DISCOVERY_URL", registry.url()},
+                            {"COORDINATOR_DISCOVERY_MS", "1000"}});
+  const std::string id = submit("via-discovery", "discovered-coordinator", 0.1);
+  ASSERT_TRUE(wait_completed({id}, 60s)) << agent->stderr_text();
+  EXPECT_EQ(trimmed(get("/tasks/" + id).value("output", "")), "discovered-coordinator");
+  const std::string log = agent->stderr_text();
+  EXPECT_NE(log.find("event=coordinators_discovered"), std::string::npos) << log;
+  EXPECT_NE(log.find("event=coordinator_failover"), std::string::npos) << log;
+  // The agent registered with its power telemetry (at least the timestamp; on this host maybe
+  // more).
+  auto capacity = get("/capacity");
+  bool found = false;
+  for (const auto& a : capacity.value("agents", json::array())) {
+    if (a.value("agentId", "") != "agent-discovery") continue;
+    found = true;
+    ASSERT_TRUE(a.contains("powerTelemetry")) << a.dump();
+    EXPECT_TRUE(a["powerTelemetry"].contains("updatedAtMs")) << a.dump();
+  }
+  EXPECT_TRUE(found) << capacity.dump();
+  // Refreshed periodically.
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (registry.requests() < 2 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_GE(registry.requests(), 2);
+  agent->signal(SIGTERM);
+  auto code = agent->wait(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0);
+  coordinator->signal(SIGTERM);
+  ASSERT_TRUE(coordinator->wait(30s).has_value());
+}
+
+// A discovery URL that answers nonsense, and one that does not answer at all: logged, and the
+// static COORDINATOR_URL still works.
+TEST_F(AgentBinary, BadDiscoveryUrlLeavesTheStaticListWorking) {
+  auto coordinator = start_coordinator();
+  ListServer registry;
+  registry.set_body("<html>not json</html>");
+  const std::uint16_t dead = testing::free_port();
+  auto nonsense = start_agent("agent-bad-registry", "agent-bad-registry", 1,
+                              {{"COORDINATOR_DISCOVERY_URL", registry.url()}});
+  auto unreachable =
+      start_agent("agent-no-registry", "agent-no-registry", 1,
+                  {{"COORDINATOR_DISCOVERY_URL",
+                    "http://127.0.0.1:" + std::to_string(dead) + "/network/coordinators"}});
+  const std::string a = submit("static-a", "static-list-a", 0.1);
+  const std::string b = submit("static-b", "static-list-b", 0.1);
+  ASSERT_TRUE(wait_completed({a, b}, 60s)) << nonsense->stderr_text() << unreachable->stderr_text();
+  for (auto* agent : {nonsense.get(), unreachable.get()}) {
+    const std::string log = agent->stderr_text();
+    EXPECT_NE(log.find("event=coordinator_discovery_failed"), std::string::npos) << log;
+    EXPECT_EQ(log.find("event=coordinators_discovered"), std::string::npos) << log;
+    agent->signal(SIGTERM);
+    auto code = agent->wait(30s);
+    ASSERT_TRUE(code.has_value());
+    EXPECT_EQ(*code, 0);
+  }
   coordinator->signal(SIGTERM);
   ASSERT_TRUE(coordinator->wait(30s).has_value());
 }
