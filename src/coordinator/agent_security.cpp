@@ -247,7 +247,8 @@ asio::awaitable<void> record_evidence(ServicePtr svc, std::string agent_id, std:
                    {"kind", rule},
                    {"count", hit->count},
                    {"threshold", threshold},
-                   {"check", detail.value("check", "")}});
+                   {"check", detail.value("check", "")},
+                   {"remote", detail.value("remoteAddress", "")}});
   if (!o.auto_blacklist || threshold <= 0 || hit->count < threshold) co_return;
   auto check = st->run([st, agent_id] { return blacklist_reason(*st, agent_id); });
   auto already = co_await std::move(check);
