@@ -241,14 +241,17 @@ asio::awaitable<void> record_evidence(ServicePtr svc, std::string agent_id, std:
     co_return;
   }
   const std::int64_t threshold = evidence_threshold(o, rule);
-  core::log::warn("coordinator", "agent_behavior_evidence",
-                  {{"agent", agent_id},
-                   {"rule", std::string(r->code)},
-                   {"kind", rule},
-                   {"count", hit->count},
-                   {"threshold", threshold},
-                   {"check", detail.value("check", "")},
-                   {"remote", detail.value("remoteAddress", "")}});
+  // A registration is ordinary until a storm builds up: logged only from half the threshold.
+  const bool ordinary = rule == "registration" && hit->count * 2 < threshold;
+  core::log::write(ordinary ? core::log::Level::debug : core::log::Level::warn, "coordinator",
+                   "agent_behavior_evidence",
+                   {{"agent", agent_id},
+                    {"rule", std::string(r->code)},
+                    {"kind", rule},
+                    {"count", hit->count},
+                    {"threshold", threshold},
+                    {"check", detail.value("check", "")},
+                    {"remote", detail.value("remoteAddress", "")}});
   if (!o.auto_blacklist || threshold <= 0 || hit->count < threshold) co_return;
   auto check = st->run([st, agent_id] { return blacklist_reason(*st, agent_id); });
   auto already = co_await std::move(check);
