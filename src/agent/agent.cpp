@@ -285,6 +285,20 @@ struct Agent::Impl {
     req.headers = {{"content-type", "application/json"}};
     if (!mesh_token.empty()) req.headers.push_back({"x-mesh-token", mesh_token});
     req.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (api::is_signed_agent_route(path)) {
+      // Signed over exactly the bytes sent, with a fresh nonce on every attempt.
+      const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+      auto signed_headers = api::sign_agent_request(identity.agent_id, identity.ed25519.secret_key,
+                                                    req.method, path, req.body, now_ms);
+      if (signed_headers) {
+        for (auto& h : *signed_headers) req.headers.push_back(std::move(h));
+      } else {
+        core::log::error("agent", "request_not_signed",
+                         {{"route", path}, {"detail", signed_headers.error().detail}});
+      }
+    }
     req.total_timeout = total;
     req.first_byte_timeout = total;
     auto resp = co_await client->request(std::move(req));
@@ -606,6 +620,12 @@ struct Agent::Impl {
         co_await sleep(defer > 0 ? std::chrono::milliseconds(defer) : options.poll_interval);
       } else if (co_await reregister_if_unauthorized(r)) {
         continue;
+      } else if (r.status == 429) {
+        // Over the coordinator's per-agent rate limit: wait as long as it says.
+        const std::int64_t retry = field(r.body, "retryAfterMs", std::int64_t{1'000});
+        core::log::warn("agent", "rate_limited", {{"route", "/pull"}, {"retry_ms", retry}});
+        const auto wait = std::chrono::milliseconds(std::clamp<std::int64_t>(retry, 100, 600'000));
+        co_await sleep(wait);
       } else {
         const auto wait = backoff(failures++);
         if (r.status == 0) {
@@ -722,7 +742,7 @@ struct Agent::Impl {
     for (int tries = 0; tries < 2; ++tries) {
       auto r = co_await post(std::string("/result"), body);
       if (r.status == 200) co_return;
-      if (r.unreachable()) break;
+      if (r.unreachable() || r.status == 429) break;  // kept in the outbox, sent again later
       if (co_await reregister_if_unauthorized(r)) continue;
       core::log::warn(
           "agent", "result_rejected",
@@ -750,7 +770,7 @@ struct Agent::Impl {
         auto body = json::parse(e.body, nullptr, false);
         Reply r;
         if (!body.is_discarded()) r = co_await post(std::string("/result"), body);
-        if (r.unreachable() && !body.is_discarded()) break;
+        if ((r.unreachable() || r.status == 429) && !body.is_discarded()) break;
         if (r.status == 401 && r.error_code() == "mesh_unauthorized") {
           registered = false;
           break;  // the heartbeat registers again; the entry stays

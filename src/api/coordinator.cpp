@@ -1,6 +1,7 @@
 #include "api/coordinator.h"
 
 #include "api/json_reader.h"
+#include "core/crypto.h"
 
 namespace edgecoder::api {
 
@@ -299,6 +300,42 @@ core::Result<std::vector<DecomposedSubtask>> parse_decompose_response(const nloh
     out.push_back(std::move(d));
   }
   return out;
+}
+
+bool is_signed_agent_route(std::string_view path) {
+  return path == "/heartbeat" || path == "/pull" || path == "/result" || path == "/release";
+}
+
+std::string agent_request_canonical(std::string_view timestamp_ms, std::string_view nonce,
+                                    std::string_view method, std::string_view path,
+                                    std::string_view body_sha256) {
+  std::string out;
+  out.reserve(timestamp_ms.size() + nonce.size() + method.size() + path.size() +
+              body_sha256.size() + 4);
+  out.append(timestamp_ms).append("\n").append(nonce).append("\n").append(method);
+  out.append("\n").append(path).append("\n").append(body_sha256);
+  return out;
+}
+
+core::Result<std::vector<std::pair<std::string, std::string>>> sign_agent_request(
+    std::string_view agent_id, std::string_view secret_key, std::string_view method,
+    std::string_view path, std::string_view body, std::int64_t now_ms) {
+  std::string h = core::crypto::random_hex(16);  // a version 4 UUID
+  h[12] = '4';
+  h[16] = "89ab"[std::stoi(h.substr(16, 1), nullptr, 16) % 4];
+  const std::string nonce = h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" +
+                            h.substr(16, 4) + "-" + h.substr(20, 12);
+  const std::string timestamp = std::to_string(now_ms);
+  const std::string body_hash = core::crypto::sha256_hex(body);
+  auto signature = core::crypto::ed25519_sign(
+      agent_request_canonical(timestamp, nonce, method, path, body_hash), secret_key);
+  if (!signature) return signature.error();
+  return std::vector<std::pair<std::string, std::string>>{
+      {"x-agent-id", std::string(agent_id)},
+      {"x-timestamp-ms", timestamp},
+      {"x-nonce", nonce},
+      {"x-body-sha256", body_hash},
+      {"x-signature", core::crypto::base64_encode(*signature)}};
 }
 
 }  // namespace edgecoder::api

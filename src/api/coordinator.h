@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -185,6 +187,21 @@ struct DecomposedSubtask {
 };
 // {subtasks:[...]} from the inference service; at least one subtask.
 core::Result<std::vector<DecomposedSubtask>> parse_decompose_response(const nlohmann::json& body);
+
+// ---- signed agent requests (upstream-coordinator.md §5.2) ----
+
+// The routes an agent signs (POST only; the path without a query).
+bool is_signed_agent_route(std::string_view path);
+// The string an agent signs: "timestamp\nnonce\nMETHOD\npath\nbodySha256".
+std::string agent_request_canonical(std::string_view timestamp_ms, std::string_view nonce,
+                                    std::string_view method, std::string_view path,
+                                    std::string_view body_sha256);
+// The five headers of a signed request — x-agent-id, x-timestamp-ms, x-nonce (a UUID v4),
+// x-body-sha256 (hex SHA-256 of exactly `body`), x-signature (base64 Ed25519 with the 64-byte
+// `secret_key`) — as (name, value) pairs.
+core::Result<std::vector<std::pair<std::string, std::string>>> sign_agent_request(
+    std::string_view agent_id, std::string_view secret_key, std::string_view method,
+    std::string_view path, std::string_view body, std::int64_t now_ms);
 
 // 40-hex commit id (any case) or an https:// URL.
 bool valid_snapshot_ref(std::string_view ref);

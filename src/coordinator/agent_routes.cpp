@@ -27,6 +27,45 @@ net::Response blacklisted_response(const std::string& agent_id, const std::strin
                         {{"blacklisted", true}, {"reason", reason}});
 }
 
+// Checks the request's Ed25519 signature (agent_security.cpp); nullopt = go on.
+// Not a coroutine: the request is read before the caller awaits.
+asio::awaitable<std::optional<net::Response>> check_signature(ServicePtr svc,
+                                                              const net::Request& request,
+                                                              std::string body_agent_id) {
+  return verify_agent_request(std::move(svc), signed_request_of(request), std::move(body_agent_id));
+}
+
+// The agent that held `attempt` of the subtask when it was not `agent_id` (or a note that the
+// attempt was never issued): a result for it is not a late result of honest work but a forged
+// one. nullopt when it cannot be told (no attempt sent, unknown task, a requeued lease).
+asio::awaitable<std::optional<std::string>> attempt_held_by_other(ServicePtr svc,
+                                                                  std::string task_id,
+                                                                  std::string subtask_id,
+                                                                  std::string agent_id,
+                                                                  int attempt) {
+  store::Store* st = svc->store.get();
+  auto call = st->run([st, task_id, subtask_id, agent_id, attempt]() -> std::optional<std::string> {
+    if (attempt <= 0 || task_id.empty()) return std::nullopt;
+    auto task = st->get_task(task_id);
+    if (!task) return std::nullopt;
+    for (const auto& sub : task->subtasks) {
+      if (sub.id != subtask_id) continue;
+      if (attempt > sub.attempt) return std::string("attempt never issued");
+      if (sub.attempt != attempt) return std::nullopt;  // an older lease: possibly its own
+      if (sub.state == store::SubtaskState::leased && !sub.holder.empty() &&
+          sub.holder != agent_id) {
+        return sub.holder;
+      }
+      if (sub.state == store::SubtaskState::completed) {
+        auto done = st->get_result(subtask_id);
+        if (done && done->attempt == attempt && done->agent_id != agent_id) return done->agent_id;
+      }
+    }
+    return std::nullopt;
+  });
+  co_return co_await std::move(call);
+}
+
 // Adds updatedAtMs when the agent did not stamp its telemetry.
 std::string telemetry_text(const std::optional<nlohmann::json>& telemetry, std::int64_t now) {
   if (!telemetry) return "";
@@ -113,6 +152,12 @@ asio::awaitable<net::Response> agent_register(ServicePtr svc, net::Request reque
                      {"client", agent.info.client_type}});
   }
   svc->metrics.registrations->inc();
+  {
+    // Registration storms are evidence (BHV008); the threshold is far above a crash loop.
+    nlohmann::json detail = {{"check", "registration"}, {"client", agent.info.client_type}};
+    auto note = record_evidence(svc, agent.info.id, "registration", std::move(detail));
+    co_await std::move(note);
+  }
   if (agent.approval == store::Approval::denied) {
     co_return error_response(403, "agent_denied", "an operator denied agent " + agent.info.id,
                              {{"reason", "denied_by_operator"}, {"approval", "denied"}});
@@ -137,6 +182,10 @@ asio::awaitable<net::Response> agent_heartbeat(ServicePtr svc, net::Request requ
   if (!body) co_return net::Response::error(body.error());
   auto parsed = api::parse_heartbeat(*body);
   if (!parsed) co_return net::Response::error(parsed.error());
+  {
+    auto check = check_signature(svc, request, parsed->agent_id);
+    if (auto refused = co_await std::move(check)) co_return std::move(*refused);
+  }
   store::AgentHeartbeat hb;
   hb.agent_id = parsed->agent_id;
   hb.active_model = parsed->active_model;
@@ -193,6 +242,10 @@ asio::awaitable<net::Response> agent_pull(ServicePtr svc, net::Request request) 
   if (!body) co_return net::Response::error(body.error());
   auto parsed = api::parse_pull(*body);
   if (!parsed) co_return net::Response::error(parsed.error());
+  {
+    auto check = check_signature(svc, request, parsed->agent_id);
+    if (auto refused = co_await std::move(check)) co_return std::move(*refused);
+  }
   const std::string agent_id = parsed->agent_id;
   store::Store* st = svc->store.get();
   auto get = st->run([st, agent_id] { return st->get_agent(agent_id); });
@@ -253,6 +306,10 @@ asio::awaitable<net::Response> agent_result(ServicePtr svc, net::Request request
   if (!body) co_return net::Response::error(body.error());
   auto parsed = api::parse_result(*body);
   if (!parsed) co_return net::Response::error(parsed.error());
+  {
+    auto check = check_signature(svc, request, parsed->agent_id);
+    if (auto refused = co_await std::move(check)) co_return std::move(*refused);
+  }
   store::ResultReport report;
   report.subtask_id = parsed->subtask_id;
   report.agent_id = parsed->agent_id;
@@ -276,6 +333,8 @@ asio::awaitable<net::Response> agent_result(ServicePtr svc, net::Request request
       co_return blacklisted_response(agent_id, *reason);
     }
   }
+  const std::string task_id = parsed->task_id;
+  const std::string output_sha256 = core::crypto::sha256_hex(report.output);
   {
     auto load_call = current_load_multiplier(svc);
     const double load = co_await std::move(load_call);
@@ -284,7 +343,21 @@ asio::awaitable<net::Response> agent_result(ServicePtr svc, net::Request request
   auto call = st->run([st, report] { return st->record_result(report); });
   auto outcome = co_await std::move(call);
   if (!outcome) {
-    if (outcome.error().code == core::Errc::conflict) svc->metrics.results_stale->inc();
+    if (outcome.error().code == core::Errc::conflict) {
+      svc->metrics.results_stale->inc();
+      auto holder_call =
+          attempt_held_by_other(svc, task_id, report.subtask_id, agent_id, report.attempt);
+      auto holder = co_await std::move(holder_call);
+      if (holder) {
+        nlohmann::json detail = {{"check", "result_for_foreign_attempt"},
+                                 {"subtaskId", report.subtask_id},
+                                 {"taskId", task_id},
+                                 {"attempt", report.attempt},
+                                 {"heldBy", *holder}};
+        auto note = record_evidence(svc, agent_id, "forged_result", std::move(detail));
+        co_await std::move(note);
+      }
+    }
     if (outcome.error().code == core::Errc::not_found) {
       co_return error_response(404, "subtask_not_found", outcome.error().detail);
     }
@@ -295,6 +368,11 @@ asio::awaitable<net::Response> agent_result(ServicePtr svc, net::Request request
     co_return net::Response::json(200, {{"ok", true}, {"duplicate", true}});
   }
   svc->metrics.results_accepted->inc();
+  {
+    auto note =
+        note_result(svc, agent_id, output_sha256, report.output.empty(), report.duration_ms);
+    co_await std::move(note);
+  }
   co_return net::Response::json(200, {{"ok", true}});
 }
 
@@ -303,6 +381,10 @@ asio::awaitable<net::Response> agent_release(ServicePtr svc, net::Request reques
   if (!body) co_return net::Response::error(body.error());
   auto parsed = api::parse_release(*body);
   if (!parsed) co_return net::Response::error(parsed.error());
+  {
+    auto check = check_signature(svc, request, parsed->agent_id);
+    if (auto refused = co_await std::move(check)) co_return std::move(*refused);
+  }
   store::ReleaseRequest rel;
   rel.agent_id = parsed->agent_id;
   rel.subtask_id = parsed->subtask_id;

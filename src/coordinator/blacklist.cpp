@@ -260,6 +260,38 @@ asio::awaitable<net::Response> blacklist_audit(ServicePtr svc, net::Request) {
 
 }  // namespace detail
 
+asio::awaitable<core::Result<store::BlacklistEvent>> auto_blacklist(ServicePtr svc,
+                                                                    std::string agent_id,
+                                                                    std::string reason_code,
+                                                                    std::string reason,
+                                                                    std::string evidence_json) {
+  using nlohmann::json;
+  constexpr const char* kReporter = "behavioral_monitoring";
+  const std::int64_t now = svc->now();
+  json evidence = json::parse(evidence_json, nullptr, false);
+  json event = {{"eventId", new_uuid()},
+                {"action", "add"},
+                {"agentId", agent_id},
+                {"reasonCode", reason_code},
+                {"reason", reason},
+                {"evidenceHashSha256", core::crypto::sha256_hex(evidence_json)},
+                {"evidenceRef", ""},
+                {"reporterId", kReporter},
+                {"reportedBy", kReporter},
+                {"reporterSignatureVerified", false},
+                {"sourceCoordinatorId", svc->options.peer_id},
+                {"expiresAtMs", json()},
+                {"evidence", evidence.is_discarded() ? json(evidence_json) : evidence}};
+  store::BlacklistEntry entry;
+  entry.agent_id = agent_id;
+  entry.reason_code = reason_code;
+  entry.reason = reason;
+  entry.reporter_id = kReporter;
+  entry.created_at_ms = now;
+  auto append = detail::append_event(svc, std::move(event), entry);
+  co_return co_await std::move(append);
+}
+
 std::optional<std::string> blacklist_reason(store::Store& st, const std::string& agent_id) {
   auto entry = st.get_blacklist(agent_id);
   if (!entry || !*entry) return std::nullopt;  // a store error is reported by the route's own call

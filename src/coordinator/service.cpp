@@ -2,6 +2,7 @@
 // the helpers the route files share.
 #include <chrono>
 #include <cstdlib>
+#include <utility>
 
 #include "api/coordinator.h"
 #include "coordinator/coordinator.h"
@@ -134,6 +135,30 @@ core::Result<CoordinatorOptions> coordinator_options(const core::Config& config)
         "TASK_SUBMIT_CREDITS: expected a number of credits above 0, got '" + cost + "'");
   }
   o.task_cost_millicredits = static_cast<std::int64_t>(credits * 1000 + 0.5);
+  AgentSecurityOptions& sec = o.security;
+  const IntSetting security_ints[] = {
+      {"SECURITY_MAX_SKEW_MS", &sec.max_skew_ms, 120'000, 1'000, 86'400'000},
+      {"SECURITY_NONCE_TTL_MS", &sec.nonce_ttl_ms, 300'000, 1'000, 86'400'000},
+      {"AGENT_RATE_LIMIT_MAX", &sec.rate_max, 1'200, 0, 1'000'000},
+      {"AGENT_RATE_LIMIT_WINDOW_MS", &sec.rate_window_ms, 60'000, 100, 86'400'000},
+      {"BEHAVIOR_WINDOW_MS", &sec.behavior_window_ms, 600'000, 1'000, 86'400'000},
+      {"BEHAVIOR_PROTOCOL_ABUSE_THRESHOLD", &sec.protocol_abuse_threshold, 10, 1, 1'000'000},
+      {"BEHAVIOR_FORGED_RESULT_THRESHOLD", &sec.forged_result_threshold, 3, 1, 1'000'000},
+      {"BEHAVIOR_REGISTRATION_THRESHOLD", &sec.registration_threshold, 200, 1, 1'000'000},
+  };
+  for (const auto& i : security_ints) {
+    auto v = options_int(config, i.name, i.fallback, i.min, i.max);
+    if (!v) return v.error();
+    *i.out = *v;
+  }
+  for (auto [name, out] :
+       {std::pair<std::string_view, bool*>{"REQUIRE_SIGNED_AGENTS", &sec.require_signed},
+        std::pair<std::string_view, bool*>{"BEHAVIOR_AUTO_BLACKLIST", &sec.auto_blacklist}}) {
+    if (!s.has(name) && core::find_setting(name) == nullptr) continue;
+    auto v = s.get_bool(name);
+    if (!v) return v.error();
+    *out = *v;
+  }
   o.power.ios_stop_level_pct = static_cast<int>(ios_pct);
   o.public_url =
       s.get_or("COORDINATOR_PUBLIC_URL",
@@ -180,6 +205,33 @@ Service::Service(CoordinatorOptions opts, std::unique_ptr<store::Store> st,
   metrics.leases_failed =
       counter("edgecoder_coordinator_leases_expired_total", expired_help, {{"outcome", "failed"}});
   metrics.tasks_created = counter("edgecoder_coordinator_tasks_created_total", "Tasks accepted.");
+  const char* signed_help = "Agent requests on the signed routes by signature outcome.";
+  metrics.signed_accepted = counter("edgecoder_coordinator_agent_signatures_total", signed_help,
+                                    {{"outcome", "accepted"}});
+  metrics.signed_unsigned = counter("edgecoder_coordinator_agent_signatures_total", signed_help,
+                                    {{"outcome", "unsigned"}});
+  metrics.signed_refused = counter("edgecoder_coordinator_agent_signatures_total", signed_help,
+                                   {{"outcome", "refused"}});
+  metrics.signed_replay =
+      counter("edgecoder_coordinator_agent_signatures_total", signed_help, {{"outcome", "replay"}});
+  metrics.signed_rate_limited = counter("edgecoder_coordinator_agent_signatures_total", signed_help,
+                                        {{"outcome", "rate_limited"}});
+  const char* evidence_help = "Behaviour evidence counted toward auto-blacklisting, by kind.";
+  metrics.evidence_protocol_abuse = counter("edgecoder_coordinator_behavior_evidence_total",
+                                            evidence_help, {{"kind", "protocol_abuse"}});
+  metrics.evidence_forged_result = counter("edgecoder_coordinator_behavior_evidence_total",
+                                           evidence_help, {{"kind", "forged_result"}});
+  metrics.evidence_registration = counter("edgecoder_coordinator_behavior_evidence_total",
+                                          evidence_help, {{"kind", "registration"}});
+  const char* warning_help = "Behaviour warnings (never a blacklist) by rule.";
+  metrics.warning_fast =
+      counter("edgecoder_coordinator_behavior_warnings_total", warning_help, {{"rule", "BHV001"}});
+  metrics.warning_empty =
+      counter("edgecoder_coordinator_behavior_warnings_total", warning_help, {{"rule", "BHV002"}});
+  metrics.warning_identical =
+      counter("edgecoder_coordinator_behavior_warnings_total", warning_help, {{"rule", "BHV003"}});
+  metrics.auto_blacklisted = counter("edgecoder_coordinator_auto_blacklisted_total",
+                                     "Agents blacklisted by behaviour monitoring.");
   metrics.decompose_failures = counter("edgecoder_coordinator_decompose_failures_total",
                                        "Submissions refused because inference failed.");
 }
@@ -253,11 +305,21 @@ void Service::sweep_once() {
 // retention_ms: tasks finished longer ago than this are pruned; nullopt = keep forever.
 void Service::sweeper_loop(std::optional<std::int64_t> retention_ms) {
   auto next_prune = std::chrono::steady_clock::now();
+  auto next_guard_prune = next_prune;
   std::unique_lock lock(mu_);
   while (!stopping_) {
     lock.unlock();
     sweep_once();
     refresh_network_mode();
+    if (std::chrono::steady_clock::now() >= next_guard_prune) {
+      // Expired nonces and ended counter windows (one DELETE each; shared by coordinators, so
+      // any of them may do it).
+      next_guard_prune += std::chrono::milliseconds(options.security.guard_prune_interval_ms);
+      if (auto pruned = store->prune_request_guards(); !pruned) {
+        core::log::warn("coordinator", "request_guard_prune_failed",
+                        {{"detail", pruned.error().detail}});
+      }
+    }
     if (retention_ms && std::chrono::steady_clock::now() >= next_prune) {
       next_prune += std::chrono::milliseconds(options.prune_interval_ms);
       auto pruned = store->prune(now() - *retention_ms);

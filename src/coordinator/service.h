@@ -10,10 +10,12 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
@@ -31,6 +33,22 @@
 namespace edgecoder::coordinator {
 
 namespace asio = boost::asio;
+
+// Signed agent requests (upstream-coordinator.md §5.2, §5.3) and behaviour monitoring (§5.7);
+// docs/coordinator.md "Signed agent requests" says why the defaults are what they are.
+struct AgentSecurityOptions {
+  bool require_signed = false;           // REQUIRE_SIGNED_AGENTS: refuse unsigned agent requests
+  std::int64_t max_skew_ms = 120'000;    // SECURITY_MAX_SKEW_MS
+  std::int64_t nonce_ttl_ms = 300'000;   // SECURITY_NONCE_TTL_MS (replay window)
+  std::int64_t rate_max = 1'200;         // AGENT_RATE_LIMIT_MAX signed requests per window; 0 = off
+  std::int64_t rate_window_ms = 60'000;  // AGENT_RATE_LIMIT_WINDOW_MS
+  bool auto_blacklist = true;            // BEHAVIOR_AUTO_BLACKLIST
+  std::int64_t behavior_window_ms = 600'000;      // BEHAVIOR_WINDOW_MS
+  std::int64_t protocol_abuse_threshold = 10;     // BEHAVIOR_PROTOCOL_ABUSE_THRESHOLD
+  std::int64_t forged_result_threshold = 3;       // BEHAVIOR_FORGED_RESULT_THRESHOLD
+  std::int64_t registration_threshold = 200;      // BEHAVIOR_REGISTRATION_THRESHOLD
+  std::int64_t guard_prune_interval_ms = 60'000;  // expired nonces and counters are deleted
+};
 
 struct CoordinatorOptions {
   std::string mesh_token;           // MESH_AUTH_TOKEN
@@ -55,6 +73,9 @@ struct CoordinatorOptions {
   std::string local_model_provider;             // LOCAL_MODEL_PROVIDER
   bool credits_enforced = false;                // CREDITS_ENFORCED
   std::int64_t task_cost_millicredits = 1'000;  // TASK_SUBMIT_CREDITS
+  std::string ollama_host;                      // OLLAMA_HOST (model probe of /health/runtime)
+  std::string local_model_provider;             // LOCAL_MODEL_PROVIDER
+  AgentSecurityOptions security;
 };
 
 core::Result<CoordinatorOptions> coordinator_options(const core::Config& config);
@@ -69,6 +90,52 @@ struct CoordinatorMetrics {
   core::metrics::Counter* leases_failed = nullptr;
   core::metrics::Counter* tasks_created = nullptr;
   core::metrics::Counter* decompose_failures = nullptr;
+  // Signed agent requests by outcome (accepted, unsigned, refused, replay, rate_limited).
+  core::metrics::Counter* signed_accepted = nullptr;
+  core::metrics::Counter* signed_unsigned = nullptr;
+  core::metrics::Counter* signed_refused = nullptr;
+  core::metrics::Counter* signed_replay = nullptr;
+  core::metrics::Counter* signed_rate_limited = nullptr;
+  // Behaviour evidence by rule, warnings by rule, and auto-blacklistings.
+  core::metrics::Counter* evidence_protocol_abuse = nullptr;
+  core::metrics::Counter* evidence_forged_result = nullptr;
+  core::metrics::Counter* evidence_registration = nullptr;
+  core::metrics::Counter* warning_fast = nullptr;
+  core::metrics::Counter* warning_empty = nullptr;
+  core::metrics::Counter* warning_identical = nullptr;
+  core::metrics::Counter* auto_blacklisted = nullptr;
+};
+
+// Per-process signals an honest agent can also produce — very fast results (a cache hit, a
+// no-op program), empty outputs, the same output again — kept per agent for one behaviour
+// window. They are warnings for operators (metrics, log, the agent's diagnostics) and never a
+// reason to blacklist, so they need not be shared between coordinators.
+// Thread-safety: observe() may be called from any thread (one mutex).
+class ResultWarnings {
+ public:
+  struct Fired {
+    std::string rule;  // BHV001 | BHV002 | BHV003
+    std::string message;
+  };
+  // Records one result; returns the rules that fired for the first time in this window.
+  // output_sha256: hex SHA-256 of the output.
+  std::vector<Fired> observe(const std::string& agent_id, const std::string& output_sha256,
+                             bool empty, std::int64_t duration_ms, std::int64_t now_ms,
+                             std::int64_t window_ms);
+
+ private:
+  struct State {
+    std::int64_t window_start_ms = 0;
+    int results = 0;
+    int fast = 0;  // under 500 ms
+    std::int64_t total_ms = 0;
+    int empty = 0;
+    int identical_run = 0;  // consecutive results with the same output
+    std::string last_hash;
+    bool fired_fast = false, fired_empty = false, fired_identical = false;
+  };
+  std::mutex mu_;
+  std::map<std::string, State> agents_;  // guarded by mu_
 };
 
 class Service {
@@ -102,6 +169,7 @@ class Service {
   const std::unique_ptr<store::Store> store;
   const std::unique_ptr<net::HttpClient> http;
   CoordinatorMetrics metrics;
+  ResultWarnings warnings;
   // Signs blacklist events and the ordering chain; set by mount() before any route runs,
   // constant after.
   core::crypto::Ed25519KeyPair signing_key;
@@ -199,6 +267,44 @@ core::Result<core::crypto::Ed25519KeyPair> load_or_create_signing_key(
     const std::filesystem::path& data_dir);
 // "<reasonCode>: <reason>" when the agent is blacklisted now (runs on the store's thread).
 std::optional<std::string> blacklist_reason(store::Store& st, const std::string& agent_id);
+
+// Appends an "add" event for the agent to the signed blacklist chain on behalf of behaviour
+// monitoring (reporterId and reportedBy "behavioral_monitoring"), through the same path as an
+// operator's addition; evidenceHashSha256 is the SHA-256 of `evidence_json`, which the event
+// also carries. expires_in_ms 0 = until an operator removes it.
+asio::awaitable<core::Result<store::BlacklistEvent>> auto_blacklist(ServicePtr svc,
+                                                                    std::string agent_id,
+                                                                    std::string reason_code,
+                                                                    std::string reason,
+                                                                    std::string evidence_json);
+
+// ---- signed agent requests and behaviour (agent_security.cpp) ----
+
+// What a signed request carries, read from the request before any await (the body's hash is
+// computed here, over the exact bytes received).
+struct SignedRequest {
+  bool present = false;  // all five headers; any missing = an unsigned request
+  std::string agent_id, timestamp, nonce, body_sha256, signature;
+  std::string method, path;
+  std::string actual_body_sha256;
+  std::string remote_address;
+};
+SignedRequest signed_request_of(const net::Request& request);
+// nullopt when the request may go on: unsigned and allowed, signed and valid, or signed by an
+// agent this coordinator does not know (the route then answers agent_not_registered). Else the
+// 401/429 answer. Signature failures and replays count as behaviour evidence.
+asio::awaitable<std::optional<net::Response>> verify_agent_request(ServicePtr svc,
+                                                                   SignedRequest request,
+                                                                   std::string body_agent_id);
+// Behaviour evidence that honest work cannot produce: "protocol_abuse" (bad signatures,
+// replays), "forged_result" (a result for a lease attempt another agent held), "registration"
+// (a registration storm). Counted in the store per agent and window; at the rule's threshold
+// (and BEHAVIOR_AUTO_BLACKLIST) the agent is blacklisted. `detail` describes this occurrence.
+asio::awaitable<void> record_evidence(ServicePtr svc, std::string agent_id, std::string rule,
+                                      nlohmann::json detail);
+// Feeds the per-process warnings (never a blacklist) with an accepted result.
+asio::awaitable<void> note_result(ServicePtr svc, std::string agent_id, std::string output_sha256,
+                                  bool empty, std::int64_t duration_ms);
 
 // The agent's model switch as its heartbeat and the operator routes show it.
 nlohmann::json orchestration_json(const store::Orchestration& o);

@@ -144,6 +144,34 @@ constexpr std::array kConfigSettings = {
                 "reports read back, lost switches re-sent, auto-promotion)."},
     SettingSpec{"NETWORK_MODE", "public_mesh",
                 "Coordinator: public_mesh or enterprise_overlay (shown by /identity, /features)."},
+    SettingSpec{"REQUIRE_SIGNED_AGENTS", "false",
+                "Coordinator: refuse agent /heartbeat, /pull, /result and /release requests "
+                "that are not Ed25519-signed (401 signature_required)."},
+    SettingSpec{"SECURITY_MAX_SKEW_MS", "120000",
+                "Coordinator: largest accepted distance between a signed agent request's "
+                "x-timestamp-ms and the coordinator's clock."},
+    SettingSpec{"SECURITY_NONCE_TTL_MS", "300000",
+                "Coordinator: milliseconds a signed agent request's nonce is remembered in the "
+                "store (replay window, shared by coordinators on one database)."},
+    SettingSpec{"AGENT_RATE_LIMIT_MAX", "1200",
+                "Coordinator: signed requests one agent may make per AGENT_RATE_LIMIT_WINDOW_MS "
+                "before 429 rate_limited (0 = no limit); far above a healthy agent's rate."},
+    SettingSpec{"AGENT_RATE_LIMIT_WINDOW_MS", "60000",
+                "Coordinator: length of the fixed window of AGENT_RATE_LIMIT_MAX."},
+    SettingSpec{"BEHAVIOR_AUTO_BLACKLIST", "true",
+                "Coordinator: blacklist an agent (signed chain, reporter behavioral_monitoring) "
+                "when evidence honest agents cannot produce reaches its threshold."},
+    SettingSpec{"BEHAVIOR_WINDOW_MS", "600000",
+                "Coordinator: window in which behaviour evidence and warnings are counted."},
+    SettingSpec{"BEHAVIOR_PROTOCOL_ABUSE_THRESHOLD", "10",
+                "Coordinator: bad signatures plus replayed nonces in a window that blacklist an "
+                "agent (credential_abuse)."},
+    SettingSpec{"BEHAVIOR_FORGED_RESULT_THRESHOLD", "3",
+                "Coordinator: results for lease attempts another agent held, in a window, that "
+                "blacklist an agent (forged_results)."},
+    SettingSpec{"BEHAVIOR_REGISTRATION_THRESHOLD", "200",
+                "Coordinator: registrations in a window that blacklist an agent (dos_behavior); "
+                "above what a crash-looping agent under systemd produces."},
     SettingSpec{"IOS_BATTERY_PULL_MIN_INTERVAL_MS", "45000",
                 "Coordinator power policy: an iOS agent on battery gets at most one subtask per "
                 "this many milliseconds."},

@@ -1,6 +1,7 @@
 // The store logic, written once over sql::Db for both backends. Every mutating operation is one
 // Db::write job (atomic; acknowledged only after commit). PostgreSQL-only row locks
 // (FOR UPDATE, SKIP LOCKED) are spliced in by dialect; SQLite has a single writer per file.
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <set>
@@ -1784,6 +1785,91 @@ class SqlStore final : public Store {
     return out;
   }
 
+  // ---- signed agent requests ----
+
+  Result<AdmissionOutcome> admit_signed_request(const SignedRequestAdmission& req) override {
+    if (req.agent_id.empty() || req.nonce.empty()) return sql_invalid("agent id or nonce is empty");
+    AdmissionOutcome out;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      out = AdmissionOutcome{};  // a retried transaction runs the job again
+      const std::int64_t t = now();
+      // A remembered nonce that has expired may be taken again (its timestamp is out of the
+      // skew window by then anyway); an unexpired one is a replay.
+      auto rows = tx.query(
+          "INSERT INTO agent_nonces (agent_id, nonce, expires_at_ms) VALUES ($1, $2, $3) ON "
+          "CONFLICT (agent_id, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms "
+          "WHERE agent_nonces.expires_at_ms <= $4 RETURNING expires_at_ms",
+          {req.agent_id, req.nonce, std::max(req.nonce_expires_at_ms, t + 1), t});
+      if (!rows) return rows.error();
+      if (rows->empty()) {
+        out.admission = Admission::replay;
+        return {};
+      }
+      if (req.rate_max <= 0 || req.rate_window_ms <= 0) return {};
+      auto hit = bump_counter_tx(tx, req.agent_id, "signed_requests", req.rate_window_ms, t);
+      if (!hit) return hit.error();
+      out.count = hit->count;
+      if (hit->count > req.rate_max) {
+        out.admission = Admission::rate_limited;
+        out.retry_after_ms = hit->window_start_ms + req.rate_window_ms - t;
+      }
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<CounterHit> bump_agent_counter(const std::string& agent_id, const std::string& kind,
+                                        std::int64_t window_ms) override {
+    if (agent_id.empty() || kind.empty() || window_ms <= 0) {
+      return sql_invalid("counter needs an agent, a kind and a positive window");
+    }
+    CounterHit out;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      auto hit = bump_counter_tx(tx, agent_id, kind, window_ms, now());
+      if (!hit) return hit.error();
+      out = *hit;
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::int64_t> agent_counter(const std::string& agent_id, const std::string& kind,
+                                     std::int64_t window_ms) override {
+    if (window_ms <= 0) return sql_invalid("counter window must be positive");
+    std::int64_t out = 0;
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      const std::int64_t t = now();
+      auto rows = tx.query(
+          "SELECT hits FROM agent_counters WHERE agent_id = $1 AND kind = $2 AND "
+          "window_start_ms = $3",
+          {agent_id, kind, t - t % window_ms});
+      if (!rows) return rows.error();
+      out = rows->empty() ? 0 : rows->at(0).i(0);
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<std::int64_t> prune_request_guards() override {
+    std::int64_t out = 0;
+    auto r = db_->write([&](Tx& tx) -> Result<void> {
+      const std::int64_t t = now();
+      auto nonces = tx.query("DELETE FROM agent_nonces WHERE expires_at_ms <= $1", {t});
+      if (!nonces) return nonces.error();
+      out = tx.changes();
+      auto counters =
+          tx.query("DELETE FROM agent_counters WHERE window_start_ms + window_ms <= $1", {t});
+      if (!counters) return counters.error();
+      out += tx.changes();
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
  private:
   std::int64_t now() const { return clock_(); }
 
@@ -1859,6 +1945,25 @@ class SqlStore final : public Store {
     if (!prev) return prev.error();
     if (prev->empty()) return core::Error(core::Errc::internal, "ledger insert lost");
     return LedgerAppend{prev->at(0).i(0), true};
+  }
+
+  // One atomic increment of a fixed-window counter (the upsert serialises concurrent callers,
+  // across processes on PostgreSQL).
+  static Result<CounterHit> bump_counter_tx(Tx& tx, const std::string& agent_id,
+                                            const std::string& kind, std::int64_t window_ms,
+                                            std::int64_t t) {
+    const std::int64_t start = t - t % window_ms;
+    auto rows = tx.query(
+        "INSERT INTO agent_counters (agent_id, kind, window_start_ms, window_ms, hits, "
+        "updated_at_ms) VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (agent_id, kind) DO UPDATE "
+        "SET hits = CASE WHEN agent_counters.window_start_ms = excluded.window_start_ms THEN "
+        "agent_counters.hits + 1 ELSE 1 END, window_start_ms = excluded.window_start_ms, "
+        "window_ms = excluded.window_ms, updated_at_ms = excluded.updated_at_ms RETURNING hits, "
+        "window_start_ms",
+        {agent_id, kind, start, window_ms, t});
+    if (!rows) return rows.error();
+    if (rows->empty()) return core::Error(core::Errc::internal, "counter upsert returned nothing");
+    return CounterHit{rows->at(0).i(0), rows->at(0).i(1)};
   }
 
   static Result<void> blacklist_head_in(Tx& tx, std::pair<std::string, std::int64_t>& out) {

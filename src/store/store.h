@@ -291,6 +291,30 @@ class RolloutStore {
   virtual Result<std::vector<RolloutAgentState>> list_rollout_states(const std::string& id) = 0;
 };
 
+// Coordinator: what signed agent requests are checked against, shared by every coordinator on
+// the store: the nonces seen (replay window) and fixed-window counters per agent and kind (the
+// signed-request rate limit, behaviour evidence). Windows start at multiples of their length.
+class RequestGuardStore {
+ public:
+  virtual ~RequestGuardStore() = default;
+  // One transaction: remembers (agent, nonce) until nonce_expires_at_ms — a nonce remembered
+  // and not yet expired is a replay (nothing is counted) — then counts the request in the
+  // agent's rate window; past rate_max it is rate_limited (the nonce stays used).
+  // invalid_argument for an empty agent or nonce.
+  virtual Result<AdmissionOutcome> admit_signed_request(const SignedRequestAdmission& request) = 0;
+  // Adds one to the (agent, kind) counter of the current window of window_ms (a new window
+  // starts from zero) and returns it. invalid_argument for an empty agent or kind or
+  // window_ms <= 0.
+  virtual Result<CounterHit> bump_agent_counter(const std::string& agent_id,
+                                                const std::string& kind,
+                                                std::int64_t window_ms) = 0;
+  // The counter's value in the current window of window_ms (0 when none).
+  virtual Result<std::int64_t> agent_counter(const std::string& agent_id, const std::string& kind,
+                                             std::int64_t window_ms) = 0;
+  // Deletes expired nonces and counters whose window has ended. Returns the rows deleted.
+  virtual Result<std::int64_t> prune_request_guards() = 0;
+};
+
 enum class Backend { sqlite, postgres };
 std::string_view backend_name(Backend backend);
 
@@ -320,7 +344,8 @@ class Store : public AgentStore,
               public AuditStore,
               public MeshSettingsStore,
               public OrchestrationStore,
-              public RolloutStore {
+              public RolloutStore,
+              public RequestGuardStore {
  public:
   ~Store() override = default;
 

@@ -443,6 +443,31 @@ struct RolloutAgentState {
   std::int64_t updated_at_ms = 0;   // set by the store
 };
 
+// ---- signed agent requests: replay window, rate limit, behaviour counters ----
+
+// One signed agent request to admit (upstream-coordinator.md §5.2, §5.3).
+struct SignedRequestAdmission {
+  std::string agent_id;
+  std::string nonce;
+  std::int64_t nonce_expires_at_ms = 0;  // the nonce is remembered until then
+  std::int64_t rate_window_ms = 60'000;  // fixed windows of this length (ms since the epoch)
+  std::int64_t rate_max = 0;             // requests per window; 0 = no limit
+};
+
+enum class Admission { admitted, replay, rate_limited };
+
+struct AdmissionOutcome {
+  Admission admission = Admission::admitted;
+  std::int64_t count = 0;           // requests counted in the current window (0 for a replay)
+  std::int64_t retry_after_ms = 0;  // rate_limited: until the window ends
+};
+
+// A fixed-window counter after an increment.
+struct CounterHit {
+  std::int64_t count = 0;  // in the current window, this increment included
+  std::int64_t window_start_ms = 0;
+};
+
 // ---- retention ----
 
 struct PruneCounts {

@@ -140,7 +140,8 @@ class ListServer {
 
 class AgentBinary : public ::testing::Test {
  protected:
-  std::unique_ptr<testing::ChildProcess> start_coordinator() {
+  std::unique_ptr<testing::ChildProcess> start_coordinator(
+      const std::map<std::string, std::string>& extra = {}) {
     testing::ChildOptions options;
     options.env = {{"EDGE_RUNTIME_MODE", "coordinator"},
                    {"COORDINATOR_PORT", std::to_string(port_)},
@@ -152,6 +153,7 @@ class AgentBinary : public ::testing::Test {
                    {"COORDINATOR_LEASE_SWEEP_MS", "200"},
                    {"EDGECODER_DATA_DIR", (dir_.path() / "coordinator").string()},
                    {"HOME", dir_.path().string()}};
+    for (const auto& [k, v] : extra) options.env[k] = v;
     options.output_dir = dir_.path() / ("coordinator-out" + std::to_string(starts_++));
     auto child = std::make_unique<testing::ChildProcess>(EDGECODER_BINARY_PATH, options);
     EXPECT_TRUE(testing::wait_for_port(port_, 60s)) << child->stderr_text();
@@ -280,6 +282,34 @@ TEST_F(AgentBinary, TwoAgentsCompleteEveryTaskOnceDespiteSigkill) {
   auto code = b->wait(30s);
   ASSERT_TRUE(code.has_value());
   EXPECT_EQ(*code, 0) << b->stderr_text();
+  coordinator->signal(SIGTERM);
+  ASSERT_TRUE(coordinator->wait(30s).has_value());
+}
+
+// The agent signs /heartbeat, /pull, /result and /release with its identity key, so it works
+// against a coordinator that refuses unsigned agent requests.
+TEST_F(AgentBinary, WorksAgainstACoordinatorRequiringSignedRequests) {
+  auto coordinator = start_coordinator({{"REQUIRE_SIGNED_AGENTS", "true"}});
+  auto agent = start_agent("agent-signed", "agent-signed");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(submit("signed" + std::to_string(i), "signed-" + std::to_string(i), 0.1));
+  }
+  ASSERT_TRUE(wait_completed(ids, 120s)) << agent->stderr_text();
+  for (int i = 0; i < 3; ++i) {
+    auto t = get("/tasks/" + ids[i]);
+    EXPECT_EQ(trimmed(t.value("output", "")), "signed-" + std::to_string(i)) << t.dump();
+    EXPECT_EQ(t["subtasks"][0]["result"].value("agentId", ""), "agent-signed") << t.dump();
+  }
+  // The same request unsigned is refused: the requirement is in force.
+  auto unsigned_pull = call("POST", "/pull", {{"agentId", "agent-signed"}}, 401);
+  EXPECT_EQ(unsigned_pull.value("error", ""), "signature_required") << unsigned_pull.dump();
+  EXPECT_EQ(agent->stderr_text().find("signature_"), std::string::npos) << agent->stderr_text();
+  agent->signal(SIGTERM);
+  auto code = agent->wait(30s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << agent->stderr_text();
+  EXPECT_EQ(agent->stderr_text().find("request_not_signed"), std::string::npos);
   coordinator->signal(SIGTERM);
   ASSERT_TRUE(coordinator->wait(30s).has_value());
 }

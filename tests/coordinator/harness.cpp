@@ -37,10 +37,17 @@ bool pg_missing_should_skip(store::Backend backend) {
 }
 
 Harness::Harness(HarnessOptions options)
-    : clock_(std::make_shared<store::testing::TestClock>()),
+    : clock_(options.share_store_with ? options.share_store_with->clock_
+                                      : std::make_shared<store::testing::TestClock>()),
       inference_(std::make_shared<FakeInference>()) {
-  home_ = std::make_unique<store::testing::StoreHome>(options.backend, clock_);
-  auto opened = home_->open();
+  if (options.share_store_with &&
+      options.share_store_with->home_->backend() != store::Backend::postgres) {
+    throw std::runtime_error("share_store_with needs PostgreSQL");
+  }
+  // With a shared store this home only provides the data directory.
+  home_ = std::make_unique<store::testing::StoreHome>(
+      options.share_store_with ? store::Backend::sqlite : options.backend, clock_);
+  auto opened = options.share_store_with ? options.share_store_with->home_->open() : home_->open();
   if (!opened) throw std::runtime_error("store: " + opened.error().detail);
   std::unique_ptr<store::Store> st = std::move(*opened);
   store_ = st.get();
@@ -123,6 +130,7 @@ Reply http_call(std::uint16_t port, const std::string& method, const std::string
   }
   out.status = resp->status;
   out.text = resp->body;
+  out.headers = resp->headers;
   out.body = nlohmann::json::parse(resp->body, nullptr, false);
   return out;
 }

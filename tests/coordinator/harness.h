@@ -34,6 +34,7 @@ struct Reply {
   int status = 0;
   nlohmann::json body;
   std::string text;
+  net::Headers headers;
 };
 
 // One JSON request to 127.0.0.1:`port`; a transport failure is a test failure (status 0).
@@ -50,11 +51,16 @@ struct FakeInference {
   int calls = 0;
 };
 
+class Harness;
+
 struct HarnessOptions {
   store::Backend backend = store::Backend::sqlite;
   bool auto_approve = true;
   bool inference_reachable = true;
   std::map<std::string, std::string> extra_settings;
+  // A second coordinator on the same store and clock as this harness (PostgreSQL only: a
+  // SQLite file belongs to one process); it keeps its own data directory.
+  Harness* share_store_with = nullptr;
 };
 
 class Harness {

@@ -1381,6 +1381,126 @@ TEST_P(StoreConformance, RecentLedgerIsNewestFirst) {
   EXPECT_TRUE(store_->recent_ledger("none", 5)->empty());
 }
 
+SignedRequestAdmission admission(std::string agent, std::string nonce, std::int64_t expires,
+                                 std::int64_t rate_max = 0, std::int64_t window = 60'000) {
+  SignedRequestAdmission a;
+  a.agent_id = std::move(agent);
+  a.nonce = std::move(nonce);
+  a.nonce_expires_at_ms = expires;
+  a.rate_max = rate_max;
+  a.rate_window_ms = window;
+  return a;
+}
+
+TEST_P(StoreConformance, NoncesAreSingleUseUntilTheyExpireAndArePruned) {
+  const std::int64_t t0 = clock_->now_ms.load();
+  auto first = store_->admit_signed_request(admission("a1", "n1", t0 + 300'000));
+  ASSERT_TRUE(first) << first.error().detail;
+  EXPECT_EQ(first->admission, Admission::admitted);
+  auto again = store_->admit_signed_request(admission("a1", "n1", t0 + 300'000));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->admission, Admission::replay);
+  // Nonces are per agent.
+  EXPECT_EQ(store_->admit_signed_request(admission("a2", "n1", t0 + 300'000))->admission,
+            Admission::admitted);
+  EXPECT_EQ(store_->admit_signed_request(admission("", "n1", t0 + 1)).error().code,
+            core::Errc::invalid_argument);
+  clock_->advance(299'999);
+  EXPECT_EQ(store_->admit_signed_request(admission("a1", "n1", t0 + 600'000))->admission,
+            Admission::replay);
+  clock_->advance(1);  // expired: the prune removes it, and an expired nonce is not a replay
+  auto pruned = store_->prune_request_guards();
+  ASSERT_TRUE(pruned) << pruned.error().detail;
+  EXPECT_EQ(*pruned, 2);
+  EXPECT_EQ(store_->admit_signed_request(admission("a1", "n1", t0 + 600'000))->admission,
+            Admission::admitted);
+  EXPECT_EQ(*store_->prune_request_guards(), 0);
+}
+
+TEST_P(StoreConformance, SignedRequestRateWindowLimitsThenResets) {
+  clock_->now_ms = 1'699'999'990'000;  // 10 s into a 60 s window
+  const std::int64_t t0 = clock_->now_ms.load();
+  for (int i = 1; i <= 3; ++i) {
+    auto a = store_->admit_signed_request(admission("a1", "n" + std::to_string(i), t0 + 1000, 3));
+    ASSERT_TRUE(a) << a.error().detail;
+    EXPECT_EQ(a->admission, Admission::admitted);
+    EXPECT_EQ(a->count, i);
+  }
+  // A replay is refused as a replay and does not count.
+  EXPECT_EQ(store_->admit_signed_request(admission("a1", "n3", t0 + 1000, 3))->admission,
+            Admission::replay);
+  auto limited = store_->admit_signed_request(admission("a1", "n4", t0 + 1000, 3));
+  ASSERT_TRUE(limited);
+  EXPECT_EQ(limited->admission, Admission::rate_limited);
+  EXPECT_EQ(limited->count, 4);
+  EXPECT_EQ(limited->retry_after_ms, 50'000);
+  // Another agent has its own window.
+  EXPECT_EQ(store_->admit_signed_request(admission("a2", "n4", t0 + 1000, 3))->admission,
+            Admission::admitted);
+  clock_->advance(50'000);
+  auto next = store_->admit_signed_request(admission("a1", "n5", t0 + 60'000, 3));
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->admission, Admission::admitted);
+  EXPECT_EQ(next->count, 1);
+}
+
+TEST_P(StoreConformance, AgentCountersCountPerKindInFixedWindows) {
+  clock_->now_ms = 1'700'000'000'000;
+  for (int i = 1; i <= 3; ++i) {
+    auto hit = store_->bump_agent_counter("a1", "protocol_abuse", 600'000);
+    ASSERT_TRUE(hit) << hit.error().detail;
+    EXPECT_EQ(hit->count, i);
+    EXPECT_EQ(hit->window_start_ms, 1'700'000'000'000 - 1'700'000'000'000 % 600'000);
+  }
+  EXPECT_EQ(store_->bump_agent_counter("a1", "registration", 600'000)->count, 1);
+  EXPECT_EQ(*store_->agent_counter("a1", "protocol_abuse", 600'000), 3);
+  EXPECT_EQ(*store_->agent_counter("a2", "protocol_abuse", 600'000), 0);
+  EXPECT_FALSE(store_->bump_agent_counter("a1", "", 600'000));
+  EXPECT_FALSE(store_->bump_agent_counter("a1", "x", 0));
+  clock_->advance(600'000);
+  EXPECT_EQ(*store_->agent_counter("a1", "protocol_abuse", 600'000), 0);
+  EXPECT_EQ(*store_->prune_request_guards(), 2);
+  EXPECT_EQ(store_->bump_agent_counter("a1", "protocol_abuse", 600'000)->count, 1);
+}
+
+// Several coordinators on one store: every increment is counted once and a nonce is taken by
+// exactly one of them (on PostgreSQL through two separate stores on the same schema).
+TEST_P(StoreConformance, RequestGuardsAreSharedByConcurrentWriters) {
+  std::unique_ptr<Store> second;
+  if (GetParam() == Backend::postgres) {
+    auto s = home_->open();
+    ASSERT_TRUE(s) << s.error().detail;
+    second = std::move(*s);
+  }
+  Store* stores[2] = {store_.get(), second ? second.get() : store_.get()};
+  constexpr int kThreads = 8, kEach = 10;
+  std::atomic<int> admitted{0}, replays{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      Store* st = stores[i % 2];
+      for (int n = 0; n < kEach; ++n) {
+        // Every thread tries the same nonces; each is admitted once.
+        auto a = st->admit_signed_request(
+            admission("shared", "nonce-" + std::to_string(n), clock_->now_ms.load() + 300'000));
+        if (!a) {
+          ++errors;
+        } else if (a->admission == Admission::admitted) {
+          ++admitted;
+        } else if (a->admission == Admission::replay) {
+          ++replays;
+        }
+        if (!st->bump_agent_counter("shared", "protocol_abuse", 600'000)) ++errors;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(admitted.load(), kEach);
+  EXPECT_EQ(replays.load(), kThreads * kEach - kEach);
+  EXPECT_EQ(*stores[1]->agent_counter("shared", "protocol_abuse", 600'000), kThreads * kEach);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance,
                          ::testing::Values(Backend::sqlite, Backend::postgres), backend_param_name);
 

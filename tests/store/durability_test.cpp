@@ -357,7 +357,9 @@ TEST(StoreMigrations, ConcurrentMigratorsOnOneFreshPostgresDatabaseApplyOnce) {
   ASSERT_TRUE(st);
   int applied = 0;
   for (const auto& m : st->migrations) applied += m.applied_at_ms > 0;
-  EXPECT_EQ(applied, st->binary_version);
+  // Every migration this edgecoder knows is applied (numbers may have gaps).
+  EXPECT_EQ(applied, static_cast<int>(st->migrations.size()));
+  EXPECT_EQ(st->database_version, st->binary_version);
 }
 
 class StoreRefusal : public ::testing::TestWithParam<Backend> {
