@@ -357,7 +357,7 @@ TEST(StoreMigrations, ConcurrentMigratorsOnOneFreshPostgresDatabaseApplyOnce) {
   ASSERT_TRUE(st);
   int applied = 0;
   for (const auto& m : st->migrations) applied += m.applied_at_ms > 0;
-  EXPECT_EQ(applied, st->binary_version);
+  EXPECT_EQ(applied, static_cast<int>(st->migrations.size()));  // versions may have gaps
 }
 
 class StoreRefusal : public ::testing::TestWithParam<Backend> {
