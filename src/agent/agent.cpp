@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -201,13 +202,15 @@ struct Agent::Impl {
   bool registered = false;
   bool registering = false;
   bool flushing = false;
-  std::vector<std::string> urls;    // COORDINATOR_URL's, then the discovered ones
-  std::size_t current_url = 0;      // index into urls
-  std::uint64_t heartbeats_ok = 0;  // successful heartbeats so far (wakes a backed-off pull)
-  int active = 0;                   // subtasks being solved
-  std::string active_model;         // what it generates with (a rollout may switch it)
-  bool switching = false;           // a model switch is under way
-  int running = 0;                  // coroutines of this agent not yet ended
+  std::vector<std::string> urls;        // COORDINATOR_URL's, then the discovered ones
+  std::size_t current_url = 0;          // index into urls
+  std::uint64_t heartbeats_ok = 0;      // successful heartbeats so far (wakes a backed-off pull)
+  int active = 0;                       // subtasks being solved
+  std::string active_model;             // what it generates with (a rollout may switch it)
+  bool switching = false;               // a model switch is under way
+  int running = 0;                      // coroutines of this agent not yet ended
+  std::set<std::string> direct_offers;  // peer-direct offers accepted, result not yet posted
+  std::chrono::steady_clock::time_point mesh_peer_due{};  // next /mesh/register-peer refresh
   std::mt19937_64 rng{std::random_device{}()};
 
   // ---- sandbox threads; guarded by threads_mutex ----
@@ -465,6 +468,7 @@ struct Agent::Impl {
   asio::awaitable<void> main_loop() {
     co_await ensure_registered();
     if (stopping) co_return;
+    co_await register_mesh_peer();
     spawn(heartbeat_loop(), "heartbeat");
     co_await flush_outbox();
     if (sandbox) spawn(pull_loop(), "pull");
@@ -490,6 +494,8 @@ struct Agent::Impl {
                              field(orchestration, "model", std::string())),
                 "model_switch");
         }
+        co_await handle_agent_mesh(r.body);
+        if (std::chrono::steady_clock::now() >= mesh_peer_due) co_await register_mesh_peer();
         co_await flush_outbox();
       } else if (co_await reregister_if_unauthorized(r)) {
         co_await flush_outbox();
@@ -791,6 +797,183 @@ struct Agent::Impl {
     flushing = false;
   }
 
+  // ---- the agent mesh (upstream-coordinator.md §2.5, §4.2) ----
+
+  asio::awaitable<Reply> get(std::string path, std::chrono::milliseconds total = 10s) {
+    net::ClientRequest req;
+    req.url = urls[current_url] + path;
+    if (!mesh_token.empty()) req.headers.push_back({"x-mesh-token", mesh_token});
+    req.total_timeout = total;
+    req.first_byte_timeout = total;
+    auto resp = co_await client->request(std::move(req));
+    Reply reply;
+    if (!resp) {
+      reply.detail = resp.error().detail;
+      co_return reply;
+    }
+    reply.status = resp->status;
+    reply.body = json::parse(resp->body, nullptr, false);
+    if (reply.body.is_discarded()) reply.body = json::object();
+    co_return reply;
+  }
+
+  // Best effort: a coordinator that refuses (or predates /mesh/*) only costs a log line. With no
+  // listening mesh port, the URL a peer is reached through is the coordinator it works with.
+  asio::awaitable<void> register_mesh_peer() {
+    mesh_peer_due = std::chrono::steady_clock::now() + 10min;
+    auto identity_reply = co_await get(std::string("/identity"));
+    json peer = {{"peerId", identity.agent_id},
+                 {"publicKeyPem", identity.public_key_pem()},
+                 {"coordinatorUrl", urls[current_url]},
+                 {"networkMode", field(identity_reply.body, "networkMode", "public_mesh")},
+                 {"role", "agent"}};
+    auto r = co_await post(std::string("/mesh/register-peer"), std::move(peer), 10s);
+    if (r.status == 200) {
+      core::log::debug("agent", "mesh_peer_registered",
+                       {{"peer_count", field(r.body, "peerCount", std::int64_t{0})}});
+    } else {
+      core::log::info("agent", "mesh_peer_not_registered",
+                      {{"status", r.status}, {"error", r.error_code()}, {"detail", r.detail}});
+    }
+  }
+
+  // What the heartbeat answer carries from the agent mesh. Tunnels are bookkeeping only (no
+  // bytes travel through them): invites are accepted and close notices acknowledged so that the
+  // coordinator's view stays tidy. Offers this agent can run are accepted and run.
+  asio::awaitable<void> handle_agent_mesh(json beat) {
+    const json notices = beat.contains("tunnelCloseNotices") ? beat["tunnelCloseNotices"] : json();
+    const json invites = beat.contains("tunnelInvites") ? beat["tunnelInvites"] : json();
+    const json offers = beat.contains("directWorkOffers") ? beat["directWorkOffers"] : json();
+    if (notices.is_array()) {
+      for (const auto& n : notices) {
+        json ack = {{"agentId", identity.agent_id}, {"token", field(n, "token", "")}};
+        co_await post(std::string("/agent-mesh/close-ack"), std::move(ack), 10s);
+      }
+    }
+    if (invites.is_array()) {
+      for (const auto& i : invites) {
+        json accept = {{"agentId", identity.agent_id}, {"token", field(i, "token", "")}};
+        co_await post(std::string("/agent-mesh/accept"), std::move(accept), 10s);
+      }
+    }
+    const json power = beat.contains("powerPolicy") ? beat["powerPolicy"] : json();
+    if (!offers.is_array() || offers.empty() || !field(power, "allowPeerDirectWork", true)) {
+      co_return;
+    }
+    for (const auto& o : offers) {
+      if (stopping || active >= options.max_concurrent_tasks) break;
+      const std::string offer_id = field(o, "offerId", "");
+      if (offer_id.empty() || direct_offers.count(offer_id)) continue;
+      if (!can_run_offer(o)) continue;  // left to another agent or to expiry
+      json accept = {{"offerId", offer_id}, {"byAgentId", identity.agent_id}};
+      auto r = co_await post(std::string("/agent-mesh/direct-work/accept"), std::move(accept), 10s);
+      if (r.status != 200 || !r.body.contains("offer") || !r.body["offer"].is_object()) {
+        core::log::info("agent", "direct_work_not_accepted",
+                        {{"offer", offer_id}, {"status", r.status}, {"error", r.error_code()}});
+        continue;
+      }
+      ++active;
+      direct_offers.insert(offer_id);
+      core::log::info("agent", "direct_work_accepted",
+                      {{"offer", offer_id}, {"from", field(o, "fromAgentId", "")}});
+      spawn(run_direct_offer(r.body["offer"]), "direct_work");
+    }
+  }
+
+  bool can_run_offer(const json& offer) const {
+    if (field(offer, "workType", "code_task") == "model_inference") return true;
+    if (!sandbox) return false;
+    auto language = sandbox::parse_language(field(offer, "language", "python"));
+    if (!language) return false;
+    const std::string lang(sandbox::language_name(*language));
+    return std::find(languages.begin(), languages.end(), lang) != languages.end();
+  }
+
+  asio::awaitable<void> run_direct_offer(json offer) {
+    const auto start = std::chrono::steady_clock::now();
+    const std::string offer_id = field(offer, "offerId", "");
+    Outcome out;
+    if (field(offer, "workType", "code_task") == "model_inference") {
+      model::GenerateRequest gen;
+      gen.model = active_model;
+      gen.prompt = field(offer, "input", "");
+      auto stream = co_await provider->generate(std::move(gen));
+      if (!stream) {
+        out.error = "model: " + stream.error().detail;
+      } else {
+        auto text = co_await model::collect(std::move(*stream));
+        if (!text) {
+          out.error = "model: " + text.error().detail;
+        } else {
+          out.ok = true;
+          out.output = std::move(*text);
+        }
+      }
+    } else {
+      // The same path as a pulled subtask: model, then the sandbox.
+      api::WireSubtask sub;
+      sub.id = offer_id;
+      sub.language = field(offer, "language", "python");
+      sub.input = field(offer, "input", "");
+      out = co_await solve(sub);
+    }
+    --active;
+    const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - start)
+                              .count();
+    json body = {{"offerId", offer_id}, {"byAgentId", identity.agent_id},
+                 {"ok", out.ok},        {"output", out.output},
+                 {"error", out.error},  {"durationMs", duration}};
+    int status = 0;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      auto r = co_await post(std::string("/agent-mesh/direct-work/result"), body, 15s);
+      status = r.status;
+      if (!r.unreachable()) break;  // peer-direct results have no outbox: they earn nothing
+      co_await sleep(backoff(attempt));
+    }
+    direct_offers.erase(offer_id);
+    core::log::info(
+        "agent", "direct_work_finished",
+        {{"offer", offer_id}, {"ok", out.ok}, {"duration_ms", duration}, {"status", status}});
+  }
+
+  asio::awaitable<core::Result<std::string>> offer_direct_work(std::string to_agent,
+                                                               std::string input,
+                                                               std::string language,
+                                                               std::string work_type) {
+    json body = {{"fromAgentId", identity.agent_id},
+                 {"toAgentId", to_agent},
+                 {"workType", work_type},
+                 {"language", language},
+                 {"input", input}};
+    auto r = co_await post(std::string("/agent-mesh/direct-work/offer"), std::move(body), 15s);
+    if (r.status == 200 && r.body.contains("offerId") && r.body["offerId"].is_string()) {
+      co_return r.body["offerId"].get<std::string>();
+    }
+    co_return mesh_reply_error(r, "/agent-mesh/direct-work/offer");
+  }
+
+  asio::awaitable<core::Result<json>> direct_work(std::string offer_id) {
+    auto r = co_await get("/agent-mesh/direct-work/" + net::percent_encode(offer_id));
+    if (r.status == 200) co_return r.body;
+    co_return mesh_reply_error(r, "/agent-mesh/direct-work/" + offer_id);
+  }
+
+  static core::Error mesh_reply_error(const Reply& r, const std::string& route) {
+    if (r.status == 0) {
+      return core::Error(core::Errc::unavailable, "coordinator_unreachable",
+                         route + ": " + r.detail);
+    }
+    const std::string code =
+        r.error_code().empty() ? "http_" + std::to_string(r.status) : r.error_code();
+    const core::Errc errc = r.status == 404   ? core::Errc::not_found
+                            : r.status == 403 ? core::Errc::permission_denied
+                            : r.status == 400 ? core::Errc::invalid_argument
+                            : r.status == 409 ? core::Errc::conflict
+                                              : core::Errc::unavailable;
+    return core::Error(errc, code, route + " answered " + std::to_string(r.status) + " " + code);
+  }
+
   asio::awaitable<void> release(std::string subtask_id) {
     auto it = leases.find(subtask_id);
     if (it == leases.end()) co_return;
@@ -917,5 +1100,19 @@ void Agent::stop() {
 }
 
 bool Agent::stopped() const { return impl_->stopping && impl_->running == 0; }
+
+asio::awaitable<core::Result<std::string>> Agent::offer_direct_work(std::string to_agent_id,
+                                                                    std::string input,
+                                                                    std::string language,
+                                                                    std::string work_type) {
+  auto call = impl_->offer_direct_work(std::move(to_agent_id), std::move(input),
+                                       std::move(language), std::move(work_type));
+  co_return co_await std::move(call);
+}
+
+asio::awaitable<core::Result<json>> Agent::direct_work(std::string offer_id) {
+  auto call = impl_->direct_work(std::move(offer_id));
+  co_return co_await std::move(call);
+}
 
 }  // namespace edgecoder::agent

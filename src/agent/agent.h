@@ -7,6 +7,13 @@
 // jitter. stop() stops pulling, hands unfinished leases back (/release) and ends every loop.
 // A sandbox that cannot be set up (or SANDBOX_MODE=none) means: register with no languages, take
 // no work, and say why in the log; never a weaker sandbox.
+// The agent is also a mesh peer (upstream-coordinator.md §2.5, §4.2): it registers itself with
+// /mesh/register-peer (best effort, refreshed every 10 minutes), accepts tunnel invites and
+// acknowledges close notices from its heartbeat, and takes the peer-direct work offered to it
+// there when it can run it (a language its sandbox runs, within MAX_CONCURRENT_TASKS, and a
+// power state that allows peer-direct work): the input goes through the same model + sandbox
+// path as a pulled subtask and the result to /agent-mesh/direct-work/result. It earns no
+// credits. offer_direct_work() offers work to another agent.
 //
 // Ownership: the Agent owns its identity, HTTP client, provider, sandbox, outbox and the threads
 // sandbox runs block on (joined by the destructor). Its coroutines run on the executor given to
@@ -23,6 +30,8 @@
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "core/config.h"
 #include "core/result.h"
@@ -82,6 +91,17 @@ class Agent {
   void stop();
   // True once stop() was called and every loop of the agent has ended.
   bool stopped() const;
+
+  // Peer-direct work, from the agent's executor: offers `input` (code in `language` for
+  // work_type "code_task", a prompt for "model_inference") to another agent through the
+  // coordinator and returns the offer id; the coordinator's 4xx (unknown or blacklisted agent,
+  // 429 rate limit) comes back as an error naming its code.
+  boost::asio::awaitable<core::Result<std::string>> offer_direct_work(
+      std::string to_agent_id, std::string input, std::string language = "python",
+      std::string work_type = "code_task");
+  // The offer as the coordinator has it: {offerId, status, result:{ok, output, error?,
+  // durationMs}|null, ...}.
+  boost::asio::awaitable<core::Result<nlohmann::json>> direct_work(std::string offer_id);
 
  private:
   struct Impl;

@@ -228,12 +228,16 @@ asio::awaitable<net::Response> agent_heartbeat(ServicePtr svc, net::Request requ
       {"renewedLeases", outcome->renewed},
       {"policy", execution_policy(agent.info.max_concurrent_tasks)},
       {"orchestration", *model_switch ? orchestration_json(**model_switch) : nlohmann::json()},
-      {"tunnelInvites", nlohmann::json::array()},
-      {"tunnelCloseNotices", nlohmann::json::array()},
-      {"directWorkOffers", nlohmann::json::array()},
       {"blacklist", {{"version", 0}, {"agents", nlohmann::json::array()}}},
       {"approval", "approved"},
       {"powerPolicy", to_json(evaluate_power(in, svc->options.power))}};
+  {
+    // tunnelInvites, tunnelCloseNotices, directWorkOffers (mesh_routes.cpp).
+    auto mesh_call = agent_mesh_heartbeat(svc, agent_id);
+    auto mesh = co_await std::move(mesh_call);
+    if (!mesh) co_return net::Response::error(mesh.error());
+    out.update(*mesh);
+  }
   co_return net::Response::json(200, out);
 }
 

@@ -34,7 +34,8 @@ RouteRole route_role(const std::string& method, const std::string& route) {
       route == "/health/runtime") {
     return RouteRole::open;
   }
-  if (route == "/register") return RouteRole::self_authenticating;
+  // /mesh/ws checks the mesh token itself: upstream agents send it as ?token=.
+  if (route == "/register" || route == "/mesh/ws") return RouteRole::self_authenticating;
   if (route.rfind("/admin/", 0) == 0) return RouteRole::admin;
   if (method == "GET" && route == "/agent/diagnostics/:agentId") return RouteRole::mesh_or_admin;
   // Blacklist changes are operator actions; agents and operators both read it.
@@ -116,6 +117,13 @@ core::Result<CoordinatorOptions> coordinator_options(const core::Config& config)
       {"IOS_BATTERY_PULL_MIN_INTERVAL_MS", &o.power.ios_pull_min_interval_ms, 45'000, 0,
        86'400'000},
       {"IOS_BATTERY_TASK_STOP_LEVEL_PCT", &ios_pct, 20, 0, 100},
+      {"TUNNEL_IDLE_TTL_MS", &o.tunnel_idle_ttl_ms, 90'000, 1'000, 86'400'000},
+      {"TUNNEL_MAX_RELAYS_PER_MIN", &o.tunnel_max_relays_per_min, 120, 1, 1'000'000},
+      {"RELAY_RATE_LIMIT_PER_10S", &o.relay_rate_limit_per_10s, 80, 1, 1'000'000},
+      {"DIRECT_WORK_OFFERS_PER_10S", &o.direct_work_offers_per_10s, 20, 1, 1'000'000},
+      {"DIRECT_WORK_OFFER_TTL_MS", &o.direct_work_offer_ttl_ms, 600'000, 1'000, 604'800'000},
+      {"MESH_WS_PING_MS", &o.mesh_ws_ping_ms, 30'000, 50, 3'600'000},
+      {"MESH_PEER_TTL_MS", &o.mesh_peer_ttl_ms, 86'400'000, 60'000, 31'536'000'000},
   };
   for (const auto& i : ints) {
     auto v = options_int(config, i.name, i.fallback, i.min, i.max);
@@ -306,10 +314,15 @@ void Service::sweep_once() {
 void Service::sweeper_loop(std::optional<std::int64_t> retention_ms) {
   auto next_prune = std::chrono::steady_clock::now();
   auto next_guard_prune = next_prune;
+  std::int64_t next_mesh_sweep = 0;  // service clock, so tests that move it see expiry
   std::unique_lock lock(mu_);
   while (!stopping_) {
     lock.unlock();
     sweep_once();
+    if (now() >= next_mesh_sweep) {
+      next_mesh_sweep = now() + options.mesh_sweep_interval_ms;
+      sweep_agent_mesh(*this);
+    }
     refresh_network_mode();
     if (std::chrono::steady_clock::now() >= next_guard_prune) {
       // Expired nonces and ended counter windows (one DELETE each; shared by coordinators, so
@@ -478,6 +491,7 @@ core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context&
   add_orchestration_routes(router, svc);
   add_blacklist_routes(router, svc);
   add_ledger_routes(router, svc);
+  add_mesh_routes(router, svc);
   svc->start(retention_ms);
   core::log::info("coordinator", "mounted",
                   {{"store", svc->store->describe()},

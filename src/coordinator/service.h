@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -73,9 +74,16 @@ struct CoordinatorOptions {
   std::string local_model_provider;             // LOCAL_MODEL_PROVIDER
   bool credits_enforced = false;                // CREDITS_ENFORCED
   std::int64_t task_cost_millicredits = 1'000;  // TASK_SUBMIT_CREDITS
-  std::string ollama_host;                      // OLLAMA_HOST (model probe of /health/runtime)
-  std::string local_model_provider;             // LOCAL_MODEL_PROVIDER
   AgentSecurityOptions security;
+  // The agent mesh (mesh_routes.cpp, upstream-coordinator.md §2.5, §5.3).
+  std::int64_t tunnel_idle_ttl_ms = 90'000;         // TUNNEL_IDLE_TTL_MS
+  std::int64_t tunnel_max_relays_per_min = 120;     // TUNNEL_MAX_RELAYS_PER_MIN
+  std::int64_t relay_rate_limit_per_10s = 80;       // RELAY_RATE_LIMIT_PER_10S
+  std::int64_t direct_work_offers_per_10s = 20;     // DIRECT_WORK_OFFERS_PER_10S
+  std::int64_t direct_work_offer_ttl_ms = 600'000;  // DIRECT_WORK_OFFER_TTL_MS
+  std::int64_t mesh_ws_ping_ms = 30'000;            // MESH_WS_PING_MS
+  std::int64_t mesh_peer_ttl_ms = 86'400'000;       // MESH_PEER_TTL_MS
+  std::int64_t mesh_sweep_interval_ms = 15'000;
 };
 
 core::Result<CoordinatorOptions> coordinator_options(const core::Config& config);
@@ -179,6 +187,11 @@ class Service {
   std::atomic<double> load_multiplier{1.0};
   std::atomic<std::int64_t> load_read_at_ms{std::numeric_limits<std::int64_t>::min()};
 
+  // Peers holding a /mesh/ws socket on this coordinator (a per-process fact: sockets are).
+  void mesh_socket_opened(const std::string& peer_id);
+  void mesh_socket_closed(const std::string& peer_id);
+  bool mesh_socket_open(const std::string& peer_id) const;
+
  private:
   void sweeper_loop(std::optional<std::int64_t> retention_ms);
 
@@ -188,6 +201,8 @@ class Service {
   std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_
   std::thread sweeper_;
+  mutable std::mutex sockets_mu_;
+  std::multiset<std::string> mesh_sockets_;  // guarded by sockets_mu_
 };
 
 using ServicePtr = std::shared_ptr<Service>;
@@ -260,6 +275,15 @@ struct ChainVerdict {
 // Continues the walk over the next records (in sequence order) with the signer's public key.
 ChainVerdict verify_chain_records(const std::vector<store::ChainRecord>& records,
                                   std::string_view public_key, ChainVerdict state);
+
+void add_mesh_routes(net::Router& router, ServicePtr svc);
+
+// What the agent's heartbeat carries from the agent mesh: {tunnelInvites, tunnelCloseNotices,
+// directWorkOffers} (senders blacklisted since are left out).
+asio::awaitable<core::Result<nlohmann::json>> agent_mesh_heartbeat(ServicePtr svc,
+                                                                   std::string agent_id);
+// One expiry pass over tunnels, offers, close notices and peers (run by the sweeper).
+void sweep_agent_mesh(Service& svc);
 
 // The coordinator's Ed25519 key in <data dir>/coordinator-signing-key (a base64 seed, 0600),
 // created on first start.

@@ -105,10 +105,18 @@ asio::awaitable<net::Response> status_capacity(ServicePtr svc, net::Request) {
     }
     list.push_back(std::move(j));
   }
-  nlohmann::json totals = {
-      {"agentsConnected", connected}, {"totalCapacity", capacity}, {"swarmEnabledCount", swarm},
-      {"localOllamaCount", ollama},   {"ideEnabledCount", ide},    {"activeTunnels", 0},
-      {"peerDirectAccepted", 0},      {"peerDirectCompleted", 0},  {"blacklistedAgents", 0}};
+  auto counts_call = st->run([st] { return st->agent_mesh().agent_mesh_counts(); });
+  auto mesh = co_await std::move(counts_call);
+  if (!mesh) co_return net::Response::error(mesh.error());
+  nlohmann::json totals = {{"agentsConnected", connected},
+                           {"totalCapacity", capacity},
+                           {"swarmEnabledCount", swarm},
+                           {"localOllamaCount", ollama},
+                           {"ideEnabledCount", ide},
+                           {"activeTunnels", mesh->tunnels_open},
+                           {"peerDirectAccepted", mesh->offers_accepted},
+                           {"peerDirectCompleted", mesh->offers_completed},
+                           {"blacklistedAgents", 0}};
   co_return net::Response::json(200, {{"totals", totals}, {"agents", list}});
 }
 

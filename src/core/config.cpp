@@ -178,6 +178,26 @@ constexpr std::array kConfigSettings = {
     SettingSpec{"IOS_BATTERY_TASK_STOP_LEVEL_PCT", "20",
                 "Coordinator power policy: an iOS agent on battery at or below this percentage "
                 "gets no subtasks."},
+    SettingSpec{"TUNNEL_IDLE_TTL_MS", "90000",
+                "Coordinator agent mesh: a tunnel without a relay for this many milliseconds "
+                "closes (both ends get a close notice)."},
+    SettingSpec{"TUNNEL_MAX_RELAYS_PER_MIN", "120",
+                "Coordinator agent mesh: relays per tunnel per minute (then 429 "
+                "tunnel_relay_cap_reached)."},
+    SettingSpec{"RELAY_RATE_LIMIT_PER_10S", "80",
+                "Coordinator agent mesh: relays per agent per 10 s (then 429 relay_rate_limited)."},
+    SettingSpec{"DIRECT_WORK_OFFERS_PER_10S", "20",
+                "Coordinator agent mesh: peer-direct offers per agent per 10 s (then 429 "
+                "direct_work_offer_rate_limited)."},
+    SettingSpec{"DIRECT_WORK_OFFER_TTL_MS", "600000",
+                "Coordinator agent mesh: an offer not accepted (or accepted and not completed) "
+                "within this many milliseconds expires."},
+    SettingSpec{"MESH_WS_PING_MS", "30000",
+                "Coordinator: a /mesh/ws socket silent this many milliseconds is pinged, and "
+                "dropped when silent twice as long."},
+    SettingSpec{"MESH_PEER_TTL_MS", "86400000",
+                "Coordinator: a mesh peer not seen (registration or socket) for this many "
+                "milliseconds is forgotten."},
     // The agent (src/agent, docs/agent.md).
     SettingSpec{"AGENT_ID", "",
                 "Agent: id it registers with; empty = the one kept in the data directory "

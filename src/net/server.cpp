@@ -713,7 +713,14 @@ class ServerConnection final : public ServerConnectionBase {
     lowest().expires_never();
     phase_ = Phase::websocket;
     ws_.emplace(std::move(stream_));
-    ws_->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
+    const auto* pinging = dynamic_cast<const PingingWebSocketSession*>(session.get());
+    if (const auto ping = pinging ? pinging->ping_interval() : std::chrono::milliseconds(0);
+        ping.count() > 0) {
+      timeouts.idle_timeout = 2 * ping;  // Beast pings at half the idle timeout
+      timeouts.keep_alive_pings = true;
+    }
+    ws_->set_option(timeouts);
     ws_->read_message_max(core_->options.limits.max_body_bytes);
     {
       auto [ec] = co_await ws_->async_accept(parser_->get(), kServerTuple);

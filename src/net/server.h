@@ -25,6 +25,15 @@
 
 namespace edgecoder::net {
 
+// A WebSocket session that sets its own keep-alive: the server pings the peer after
+// ping_interval() without a frame from it and drops the connection when nothing came back within
+// as long again (other sessions: a ping after 150 s). The peer's pings are always answered.
+// Both happen while run() has a read() pending.
+class PingingWebSocketSession : public WebSocketSession {
+ public:
+  virtual std::chrono::milliseconds ping_interval() const = 0;
+};
+
 struct TlsFiles {
   std::filesystem::path cert_file;  // PEM chain
   std::filesystem::path key_file;   // PEM private key

@@ -142,6 +142,9 @@ core::Result<SchemaStatus> schema_status_of(Tx& tx);
 
 // ---- the store logic (sql_store.cpp) ----
 
+// The agent mesh over `db` (agent_mesh_sql.cpp); `db` must outlive it.
+std::unique_ptr<AgentMeshStore> make_sql_agent_mesh(Db& db, std::function<std::int64_t()> clock);
+
 std::unique_ptr<Store> make_sql_store(std::unique_ptr<Db> db, std::function<std::int64_t()> clock);
 
 std::int64_t system_now_ms();

@@ -240,7 +240,8 @@ class SqlStore final : public Store {
       : db_(std::move(db)),
         clock_(clock ? std::move(clock) : std::function<std::int64_t()>(system_now_ms)),
         pg_(db_->dialect() == Dialect::postgres),
-        for_update_(pg_ ? " FOR UPDATE" : "") {}
+        for_update_(pg_ ? " FOR UPDATE" : ""),
+        mesh_(make_sql_agent_mesh(*db_, clock_)) {}
 
   Backend backend() const override { return pg_ ? Backend::postgres : Backend::sqlite; }
   std::string describe() const override { return db_->describe(); }
@@ -250,6 +251,8 @@ class SqlStore final : public Store {
                       std::function<void(core::Result<void>)> committed) override {
     db_->submit_batched(std::move(call), std::move(committed));
   }
+
+  AgentMeshStore& agent_mesh() override { return *mesh_; }
 
   Result<SchemaStatus> schema_status() override {
     Result<SchemaStatus> out = core::Error(core::Errc::internal, "unset");
@@ -2114,6 +2117,7 @@ class SqlStore final : public Store {
   const std::string for_update_;  // " FOR UPDATE" on PostgreSQL, "" on SQLite
   mutable std::mutex signer_mu_;
   std::shared_ptr<const ChainSigner> signer_;  // guarded by signer_mu_
+  const std::unique_ptr<AgentMeshStore> mesh_;
 };
 
 std::unique_ptr<Store> make_sql_store(std::unique_ptr<Db> db, std::function<std::int64_t()> clock) {

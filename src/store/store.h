@@ -32,6 +32,7 @@
 
 #include "core/config.h"
 #include "core/result.h"
+#include "store/agent_mesh.h"
 #include "store/types.h"
 
 namespace edgecoder::store {
@@ -355,6 +356,9 @@ class Store : public AgentStore,
   // True when the database answered recently (PostgreSQL: not in an outage). Cheap; for /ready.
   virtual bool ready() = 0;
   virtual Result<SchemaStatus> schema_status() = 0;
+  // The agent mesh (store/agent_mesh.h): peers, tunnels, peer-direct offers. Lives as long as
+  // the store.
+  virtual AgentMeshStore& agent_mesh() = 0;
 
   // Runs `fn` on the store's thread pool; the completion resumes on the caller's executor.
   // From a coroutine, build the awaitable in its own statement, then await it (GCC 12 frees a

@@ -76,6 +76,8 @@ class Harness {
   const store::testing::StoreHome& home() const { return *home_; }
   store::testing::TestClock& clock() { return *clock_; }
   std::shared_ptr<FakeInference> inference() { return inference_; }
+  // Stops the coordinator's HTTP server as a node's shutdown does (WebSockets are closed).
+  void shutdown_server() { server_->shutdown(); }
 
   Reply request(const std::string& method, const std::string& path,
                 const std::optional<nlohmann::json>& body, net::Headers headers);

@@ -678,6 +678,123 @@ TEST_P(StoreConformance, AnOperatorsAgentModeSurvivesReRegistration) {
   EXPECT_EQ(store_->set_agent_mode("nobody", "ide-enabled").error().code, core::Errc::not_found);
 }
 
+TEST_P(StoreConformance, AgentMeshPeersTunnelsOffersAndRateWindows) {
+  AgentMeshStore& mesh = store_->agent_mesh();
+  // Peers: re-registration refreshes, keeps the first registration time.
+  MeshPeer p{"agent-1", "PEM", "http://c:4301", "public_mesh", "agent", 0, 0};
+  auto put = mesh.put_mesh_peer(p);
+  ASSERT_TRUE(put) << put.error().detail;
+  EXPECT_EQ(put->peer_count, 1);
+  const auto first = put->peer.registered_at_ms;
+  clock_->advance(1'000);
+  p.coordinator_url = "http://d:4301";
+  put = mesh.put_mesh_peer(p);
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->peer_count, 1);
+  EXPECT_EQ(put->peer.registered_at_ms, first);
+  EXPECT_EQ(put->peer.last_seen_ms, first + 1'000);
+  EXPECT_EQ(mesh.list_mesh_peers()->at(0).coordinator_url, "http://d:4301");
+
+  // Tunnels: one per pair, either direction; only the invited end accepts.
+  AgentRegistration reg;
+  for (const char* id : {"a", "b", "c"}) {
+    reg.info.id = id;
+    ASSERT_TRUE(store_->register_agent(reg));
+  }
+  auto opened = mesh.open_tunnel("a", "b", "tok-1");
+  ASSERT_TRUE(opened);
+  EXPECT_FALSE(opened->second);
+  auto again = mesh.open_tunnel("b", "a", "tok-2");
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->second);
+  EXPECT_EQ(again->first.token, "tok-1");
+  EXPECT_EQ(mesh.agent_mesh_inbox("b", 10)->invites.size(), 1u);
+  EXPECT_EQ(mesh.accept_tunnel("tok-1", "a").error().wire(), "tunnel_target_mismatch");
+  EXPECT_EQ(mesh.accept_tunnel("nope", "b").error().wire(), "tunnel_not_found");
+  ASSERT_TRUE(mesh.accept_tunnel("tok-1", "b"));
+  EXPECT_TRUE(mesh.agent_mesh_inbox("b", 10)->invites.empty());
+
+  // Relays: per-agent window and per-tunnel cap; a refused relay counts for nothing.
+  RateLimit agent_limit{"relay:a", 10'000, 2};
+  RateLimit tunnel_limit{"tunnel:tok-1", 60'000, 3};
+  EXPECT_EQ(mesh.relay_tunnel("tok-1", "c", agent_limit, tunnel_limit).error().wire(),
+            "tunnel_peer_mismatch");
+  EXPECT_EQ(mesh.relay_tunnel("tok-1", "a", agent_limit, tunnel_limit)->relay_count, 1);
+  EXPECT_EQ(mesh.relay_tunnel("tok-1", "a", agent_limit, tunnel_limit)->relay_count, 2);
+  EXPECT_EQ(mesh.relay_tunnel("tok-1", "a", agent_limit, tunnel_limit)->status,
+            RelayOutcome::Status::agent_rate_limited);
+  RateLimit b_limit{"relay:b", 10'000, 2};
+  EXPECT_EQ(mesh.relay_tunnel("tok-1", "b", b_limit, tunnel_limit)->relay_count, 3);
+  EXPECT_EQ(mesh.relay_tunnel("tok-1", "b", b_limit, tunnel_limit)->status,
+            RelayOutcome::Status::tunnel_cap_reached);
+  // Had the refused relay counted for b, b would now be at its own limit.
+  EXPECT_EQ(mesh.relay_tunnel("tok-1", "b", b_limit, tunnel_limit)->status,
+            RelayOutcome::Status::tunnel_cap_reached);
+
+  // Close: removed, the other end gets a notice until it acknowledges it.
+  ASSERT_TRUE(mesh.close_tunnel("tok-1", "a", "done"));
+  EXPECT_TRUE(mesh.list_tunnels()->empty());
+  auto inbox = mesh.agent_mesh_inbox("b", 10);
+  ASSERT_EQ(inbox->close_notices.size(), 1u);
+  EXPECT_EQ(inbox->close_notices[0].peer_agent_id, "a");
+  EXPECT_EQ(inbox->close_notices[0].reason, "done");
+  EXPECT_TRUE(*mesh.ack_tunnel_close("b", "tok-1"));
+  EXPECT_TRUE(mesh.agent_mesh_inbox("b", 10)->close_notices.empty());
+
+  // Offers: offered -> accepted -> completed, only by the target.
+  DirectWorkOffer o;
+  o.offer_id = "o1";
+  o.from_agent = "a";
+  o.to_agent = "b";
+  o.work_type = "code_task";
+  o.language = "python";
+  o.input = "print(1)";
+  RateLimit offers{"offer:a", 10'000, 1};
+  EXPECT_EQ(*mesh.create_offer(o, offers), RateOutcome::taken);
+  o.offer_id = "o2";
+  EXPECT_EQ(*mesh.create_offer(o, offers), RateOutcome::limited);
+  EXPECT_EQ(mesh.get_offer("o2").error().wire(), "offer_not_found");
+  EXPECT_EQ(mesh.agent_mesh_inbox("b", 10)->offers.size(), 1u);
+  EXPECT_EQ(mesh.complete_offer("o1", "b", true, "1", "", 5).error().wire(), "offer_not_accepted");
+  EXPECT_EQ(mesh.accept_offer("o1", "c").error().wire(), "offer_target_mismatch");
+  ASSERT_TRUE(mesh.accept_offer("o1", "b"));
+  EXPECT_EQ(mesh.accept_offer("o1", "b").error().wire(), "offer_not_available");
+  EXPECT_TRUE(mesh.agent_mesh_inbox("b", 10)->offers.empty());
+  auto done = mesh.complete_offer("o1", "b", true, "1\n", "", 5);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->status, "completed");
+  auto listed = mesh.list_offers(10);
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->at(0).output, "1\n");
+  EXPECT_TRUE(listed->at(0).ok);
+  EXPECT_EQ(mesh.agent_mesh_counts()->offers_completed, 1);
+
+  // Sweep: an idle tunnel closes with a notice to both ends; stale offers expire.
+  ASSERT_TRUE(mesh.open_tunnel("a", "c", "tok-3"));
+  clock_->advance(10'000);
+  o.offer_id = "o3";
+  ASSERT_EQ(*mesh.create_offer(o, offers), RateOutcome::taken);
+  AgentMeshSweep sweep;
+  sweep.tunnel_idle_before_ms = clock_->now_ms - 5'000;
+  sweep.offer_before_ms = clock_->now_ms - 1;
+  sweep.notice_before_ms = 0;
+  sweep.peer_before_ms = 0;
+  auto swept = mesh.sweep_agent_mesh(sweep);
+  ASSERT_TRUE(swept) << swept.error().detail;
+  EXPECT_EQ(swept->tunnels_closed, 1);
+  EXPECT_EQ(swept->offers_expired, 0);
+  EXPECT_EQ(mesh.agent_mesh_inbox("c", 10)->close_notices.at(0).reason, "idle_timeout");
+  EXPECT_EQ(mesh.agent_mesh_inbox("a", 10)->close_notices.size(), 1u);
+  clock_->advance(1);
+  sweep.offer_before_ms = clock_->now_ms;
+  sweep.peer_before_ms = clock_->now_ms;
+  swept = mesh.sweep_agent_mesh(sweep);
+  EXPECT_EQ(swept->offers_expired, 1);
+  EXPECT_EQ(swept->peers_removed, 1);
+  EXPECT_EQ(mesh.get_offer("o3")->status, "expired");
+  EXPECT_EQ(mesh.get_offer("o1")->status, "completed");
+}
+
 TEST_P(StoreConformance, BlacklistChainAppendsOnTheHeadAndAppliesEachEvent) {
   auto head = store_->blacklist_head();
   ASSERT_TRUE(head);
