@@ -52,6 +52,9 @@ struct CoordinatorOptions {
   std::string network_mode = "public_mesh";
   std::string ollama_host;           // OLLAMA_HOST (model probe of /health/runtime)
   std::string local_model_provider;  // LOCAL_MODEL_PROVIDER
+  // COORDINATOR_ENVELOPES: seal subtasks for agents that registered an X25519 key.
+  bool envelopes = true;
+  std::int64_t escalate_timeout_ms = 150'000;  // COORDINATOR_ESCALATE_TIMEOUT_MS
 };
 
 core::Result<CoordinatorOptions> coordinator_options(const core::Config& config);
@@ -66,6 +69,11 @@ struct CoordinatorMetrics {
   core::metrics::Counter* leases_failed = nullptr;
   core::metrics::Counter* tasks_created = nullptr;
   core::metrics::Counter* decompose_failures = nullptr;
+  core::metrics::Counter* envelopes_sealed = nullptr;
+  core::metrics::Counter* envelope_results_opened = nullptr;
+  core::metrics::Counter* envelope_results_refused = nullptr;  // did not decrypt (400)
+  core::metrics::Counter* escalations_completed = nullptr;
+  core::metrics::Counter* escalations_failed = nullptr;
 };
 
 class Service {
@@ -149,6 +157,7 @@ void add_admin_routes(net::Router& router, ServicePtr svc);
 void add_status_routes(net::Router& router, ServicePtr svc);
 void add_orchestration_routes(net::Router& router, ServicePtr svc);
 void add_blacklist_routes(net::Router& router, ServicePtr svc);
+void add_escalate_routes(net::Router& router, ServicePtr svc);
 
 // The coordinator's Ed25519 key in <data dir>/coordinator-signing-key (a base64 seed, 0600),
 // created on first start.

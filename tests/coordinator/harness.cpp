@@ -23,6 +23,16 @@ net::Router fake_inference_router(std::shared_ptr<FakeInference> fake) {
     }
     return net::Response::json(fake->status, fake->response);
   });
+  router.add_sync("POST", "/escalate", [fake](const net::Request& r) {
+    fake->escalate_calls++;
+    fake->last_escalate_body = r.body;
+    auto token = r.header("x-inference-token");
+    fake->last_escalate_token = token ? std::string(*token) : "";
+    if (fake->last_escalate_token != kInference) {
+      return net::Response::error(401, "inference_unauthorized", "bad token");
+    }
+    return net::Response::json(fake->escalate_status, fake->escalate_response);
+  });
   return router;
 }
 
@@ -37,9 +47,10 @@ bool pg_missing_should_skip(store::Backend backend) {
 }
 
 Harness::Harness(HarnessOptions options)
-    : clock_(std::make_shared<store::testing::TestClock>()),
+    : clock_(options.reuse ? options.reuse->clock : std::make_shared<store::testing::TestClock>()),
       inference_(std::make_shared<FakeInference>()) {
-  home_ = std::make_unique<store::testing::StoreHome>(options.backend, clock_);
+  home_ = options.reuse ? options.reuse->home
+                        : std::make_shared<store::testing::StoreHome>(options.backend, clock_);
   auto opened = home_->open();
   if (!opened) throw std::runtime_error("store: " + opened.error().detail);
   std::unique_ptr<store::Store> st = std::move(*opened);
