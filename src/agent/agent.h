@@ -43,6 +43,8 @@ struct AgentOptions {
   std::chrono::milliseconds backoff_max{30'000};
   int max_concurrent_tasks = 1;  // 1..64
   std::string version;
+  int max_iterations = 2;  // AGENT_MAX_ITERATIONS: local code runs per subtask, 1..10
+  bool escalate = true;    // AGENT_ESCALATE: then ask the coordinator's /escalate
 };
 
 // Reads COORDINATOR_URL (a comma-separated list), MESH_AUTH_TOKEN,
