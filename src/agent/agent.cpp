@@ -20,9 +20,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include "agent/execute.h"
 #include "agent/identity.h"
 #include "agent/power.h"
 #include "api/coordinator.h"
+#include "api/envelope.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "model/extract.h"
@@ -44,6 +46,9 @@ constexpr std::string_view kOutboxFile = "agent-outbox.db";
 // The model an operator's rollout switched this agent to (empty file or none: the configured one).
 constexpr std::string_view kModelFile = "agent-model";
 constexpr std::size_t kOutboxBatch = 50;
+// POST /escalate waits for a larger model through the coordinator (its own wait for the
+// inference service is COORDINATOR_ESCALATE_TIMEOUT_MS, 150 s by default).
+constexpr auto kEscalateTimeout = std::chrono::seconds(200);
 
 std::string host_os() {
   struct utsname u {};
@@ -172,6 +177,12 @@ core::Result<AgentOptions> agent_options_from(const core::Config& config) {
                             "AGENT_DEVICE_TYPE: '" + o.device_type +
                                 "' must be desktop, laptop or server (or empty to detect)");
   }
+  auto iterations = s.get_int("AGENT_MAX_ITERATIONS", 1, 10);
+  if (!iterations) return iterations.error();
+  o.max_iterations = static_cast<int>(*iterations);
+  auto escalate = s.get_bool("AGENT_ESCALATE");
+  if (!escalate) return escalate.error();
+  o.escalate = *escalate;
   o.data_dir = config.data_dir;
   o.version = EDGECODER_VERSION;
   return o;
@@ -193,7 +204,8 @@ struct Agent::Impl {
   // ---- executor thread only ----
   struct Lease {
     int attempt = 0;
-    bool released = false;  // handed back at stop: the result is dropped
+    bool released = false;     // handed back at stop: the result is dropped
+    std::string envelope_key;  // the lease came as an envelope: the result is sealed with it
   };
   std::map<std::string, Lease> leases;  // subtask id -> lease
   std::string mesh_token;
@@ -592,20 +604,42 @@ struct Agent::Impl {
       }
       json ask = {{"agentId", identity.agent_id}};
       auto r = co_await post(std::string("/pull"), std::move(ask), 15s);
-      if (r.status == 200 && r.body.contains("subtask") && r.body["subtask"].is_object()) {
+      const bool sealed =
+          r.status == 200 && r.body.contains("envelope") && r.body["envelope"].is_object();
+      if (sealed ||
+          (r.status == 200 && r.body.contains("subtask") && r.body["subtask"].is_object())) {
         failures = 0;
-        const auto& pulled = r.body["subtask"];
         api::WireSubtask sub;
-        try {
-          sub = api::wire_subtask_from_json(pulled);
-        } catch (const json::exception& e) {
-          core::log::warn("agent", "bad_subtask", {{"detail", e.what()}});
+        std::string envelope_key;
+        if (sealed) {
+          auto opened = api::open_task(r.body["envelope"], identity.x25519.secret_key);
+          if (opened) {
+            sub = std::move(opened->subtask);
+            envelope_key = std::move(opened->key);
+          } else {
+            // Not for this key (or damaged): hand the lease back so another agent can run it.
+            const std::string id = field(r.body["envelope"], "subtaskId", "");
+            core::log::warn("agent", "envelope_unreadable",
+                            {{"subtask_id", id}, {"detail", opened.error().detail}});
+            if (!id.empty()) {
+              leases[id] = Lease{field(r.body["envelope"], "attempt", 0), false, ""};
+              co_await release(id);
+              leases.erase(id);
+            }
+          }
+        } else {
+          try {
+            sub = api::wire_subtask_from_json(r.body["subtask"]);
+          } catch (const json::exception& e) {
+            core::log::warn("agent", "bad_subtask", {{"detail", e.what()}});
+          }
         }
         if (sub.id.empty()) {
           co_await sleep(backoff(failures++));
           continue;
         }
-        leases[sub.id] = Lease{sub.attempt, false};
+        const bool encrypted = !envelope_key.empty();
+        leases[sub.id] = Lease{sub.attempt, false, std::move(envelope_key)};
         if (stopping) {
           co_await release(sub.id);
           break;
@@ -615,7 +649,8 @@ struct Agent::Impl {
                         {{"subtask_id", sub.id},
                          {"task_id", sub.task_id},
                          {"attempt", sub.attempt},
-                         {"language", sub.language}});
+                         {"language", sub.language},
+                         {"envelope", encrypted}});
         spawn(run_subtask(std::move(sub)), "subtask");
         continue;
       }
@@ -700,30 +735,70 @@ struct Agent::Impl {
     co_return std::move(call->outcome);
   }
 
-  asio::awaitable<Outcome> solve(const api::WireSubtask& sub) {
+  static Execution failed_execution(std::string error) {
+    Execution e;
+    e.error = std::move(error);
+    return e;
+  }
+
+  asio::awaitable<RunOutcome> run_code(sandbox::Language language, std::string code) {
+    auto call = std::make_shared<SandboxCall>();
+    call->request.language = language;
+    call->request.code = std::move(code);
+    call->request.require_isolation = true;
+    auto run = run_sandboxed(call);
+    Outcome o = co_await std::move(run);
+    co_return RunOutcome{o.ok, std::move(o.output), std::move(o.error)};
+  }
+
+  // POST /escalate on the coordinator; the improved code, or why there is none.
+  asio::awaitable<core::Result<std::string>> escalate(api::EscalateRequest request) {
+    json body = {{"taskId", request.task_id},
+                 {"agentId", request.agent_id},
+                 {"task", request.task},
+                 {"failedCode", request.failed_code},
+                 {"errorHistory", request.error_history},
+                 {"language", request.language},
+                 {"iterationsAttempted", request.iterations_attempted}};
+    auto call = post(std::string("/escalate"), std::move(body), kEscalateTimeout);
+    Reply r = co_await std::move(call);
+    if (r.status == 200 && r.body.is_object() && r.body.contains("improvedCode") &&
+        r.body["improvedCode"].is_string() &&
+        !r.body["improvedCode"].get_ref<const std::string&>().empty()) {
+      co_return r.body["improvedCode"].get<std::string>();
+    }
+    std::string why = r.status == 0 ? "coordinator unreachable: " + r.detail
+                                    : "HTTP " + std::to_string(r.status) + " " + r.error_code();
+    const std::string detail = field(r.body, "detail", "");
+    if (!detail.empty()) why += ": " + detail;
+    co_return core::Error(core::Errc::unavailable, "escalation_failed", why);
+  }
+
+  asio::awaitable<Execution> solve(api::WireSubtask sub) {
     auto language = sandbox::parse_language(sub.language);
-    if (!language) co_return Outcome{false, "", "unsupported_language: " + sub.language};
+    if (!language) co_return failed_execution("unsupported_language: " + sub.language);
     const std::string lang(sandbox::language_name(*language));
     if (std::find(languages.begin(), languages.end(), lang) == languages.end()) {
-      co_return Outcome{false, "", "unsupported_language: " + lang + " is not available here"};
+      co_return failed_execution("unsupported_language: " + lang + " is not available here");
     }
-    model::GenerateRequest gen;
-    gen.model = sub.requested_model.empty() ? active_model : sub.requested_model;
-    gen.prompt = model::code_prompt(sub.input, "", lang);
-    auto stream = co_await provider->generate(std::move(gen));
-    if (!stream) co_return Outcome{false, "", "model: " + stream.error().detail};
-    auto text = co_await model::collect(std::move(*stream));
-    if (!text) co_return Outcome{false, "", "model: " + text.error().detail};
-    auto call = std::make_shared<SandboxCall>();
-    call->request.language = *language;
-    call->request.code = model::extract_code(*text, lang);
-    call->request.require_isolation = true;
-    co_return co_await run_sandboxed(call);
+    ExecuteOptions eo;
+    eo.model = sub.requested_model.empty() ? active_model : sub.requested_model;
+    eo.max_iterations = options.max_iterations;
+    eo.escalate = options.escalate;
+    const sandbox::Language run_language = *language;
+    RunCode run = [this, run_language](std::string code) {
+      return run_code(run_language, std::move(code));
+    };
+    Escalate ask = [this](api::EscalateRequest request) { return escalate(std::move(request)); };
+    auto call = execute(provider.get(), std::move(eo), std::move(sub), lang, identity.agent_id,
+                        std::move(run), std::move(ask));
+    co_return co_await std::move(call);
   }
 
   asio::awaitable<void> run_subtask(api::WireSubtask sub) {
     const auto start = std::chrono::steady_clock::now();
-    Outcome out = co_await solve(sub);
+    auto solving = solve(sub);
+    Execution out = co_await std::move(solving);
     --active;
     const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::steady_clock::now() - start)
@@ -734,11 +809,27 @@ struct Agent::Impl {
       if (it != leases.end()) leases.erase(it);
       co_return;
     }
-    json body = {{"subtaskId", sub.id},    {"taskId", sub.task_id}, {"agentId", identity.agent_id},
-                 {"ok", out.ok},           {"output", out.output},  {"error", out.error},
-                 {"durationMs", duration}, {"attempt", sub.attempt}};
+    json body = {{"subtaskId", sub.id},          {"taskId", sub.task_id},
+                 {"agentId", identity.agent_id}, {"ok", out.ok},
+                 {"output", out.output},         {"error", out.error},
+                 {"durationMs", duration},       {"attempt", sub.attempt},
+                 {"iterations", out.iterations}, {"escalated", out.escalated}};
     core::log::info("agent", "subtask_finished",
-                    {{"subtask_id", sub.id}, {"ok", out.ok}, {"duration_ms", duration}});
+                    {{"subtask_id", sub.id},
+                     {"ok", out.ok},
+                     {"duration_ms", duration},
+                     {"iterations", out.iterations},
+                     {"escalated", out.escalated}});
+    if (!it->second.envelope_key.empty()) {
+      // It came as an envelope: the result goes back sealed with the lease's key.
+      auto sealed = api::seal_result(body, it->second.envelope_key);
+      if (sealed) {
+        body = std::move(*sealed);
+      } else {
+        core::log::warn("agent", "result_not_sealed",
+                        {{"subtask_id", sub.id}, {"detail", sealed.error().detail}});
+      }
+    }
     co_await deliver(sub.id, std::move(body));
     leases.erase(sub.id);
   }

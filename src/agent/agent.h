@@ -63,6 +63,8 @@ struct AgentOptions {
   std::filesystem::path proc_root = "/proc";
   std::string device_type;
   bool report_cpu_usage = false;  // AGENT_REPORT_CPU_USAGE: send cpuUsagePct (see power.h)
+  int max_iterations = 2;         // AGENT_MAX_ITERATIONS: local code runs per subtask, 1..10
+  bool escalate = true;           // AGENT_ESCALATE: then ask the coordinator's /escalate
 };
 
 // Reads COORDINATOR_URL (a comma-separated list), MESH_AUTH_TOKEN,

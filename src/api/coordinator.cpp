@@ -102,6 +102,15 @@ core::Result<RegisterRequest> parse_register(const nlohmann::json& body) {
   q.power_telemetry = r.object("powerTelemetry");
   q.public_key_pem = r.str("publicKeyPem", false, 0, 4096);
   q.x25519_public_key = r.str("x25519PublicKey", false, 0, 256);
+  if (!q.x25519_public_key.empty()) {
+    // Envelopes are sealed for this key: a malformed one is refused here, not at the first /pull.
+    auto raw = core::crypto::base64_decode(q.x25519_public_key);
+    if (!raw || raw->size() != 32) {
+      r.fail("x25519PublicKey", "expected base64 of 32 raw bytes");
+    } else if (!core::crypto::x25519_shared(core::crypto::random_bytes(32), *raw)) {
+      r.fail("x25519PublicKey", "not a usable X25519 public key (small order)");
+    }
+  }
   q.sandbox_mode = r.one_of("sandboxMode", kSandboxModes, "none");
   q.languages = read_languages(r, "languages");
   q.active_model = r.str("activeModel", false, 0, 128);
@@ -138,14 +147,16 @@ core::Result<ResultRequest> parse_result(const nlohmann::json& body) {
   q.subtask_id = read_id(r, "subtaskId", true);
   q.task_id = r.str("taskId", false, 0, 128);
   q.agent_id = read_id(r, "agentId", true);
-  if (r.has("encryptedPayload")) {
-    r.fail("encryptedPayload", "encrypted results are not accepted by this coordinator yet");
-  }
-  q.ok = r.boolean("ok", false, true);
-  q.output = r.str("output", false, 0, kMaxOutputBytes);
-  q.error = r.str("error", false, 0, kMaxOutputBytes);
-  q.duration_ms = r.number("durationMs", 0, 1e12, 0);
   q.attempt = static_cast<int>(r.integer("attempt", 1, 1'000'000, 0));
+  q.encrypted = r.has("encryptedPayload");
+  if (!q.encrypted) {
+    q.ok = r.boolean("ok", false, true);
+    q.output = r.str("output", false, 0, kMaxOutputBytes);
+    q.error = r.str("error", false, 0, kMaxOutputBytes);
+    q.duration_ms = r.number("durationMs", 0, 1e12, 0);
+    q.iterations = static_cast<int>(r.integer("iterations", 0, 1000, 0));
+    q.escalated = r.boolean("escalated", false);
+  }
   q.report_nonce = r.str("reportNonce", false, 0, 256);
   q.report_signature = r.str("reportSignature", false, 0, 1024);
   if (!r.ok()) return *r.error();
@@ -336,6 +347,36 @@ core::Result<std::vector<std::pair<std::string, std::string>>> sign_agent_reques
       {"x-nonce", nonce},
       {"x-body-sha256", body_hash},
       {"x-signature", core::crypto::base64_encode(*signature)}};
+}
+
+core::Result<EscalateRequest> parse_escalate(const nlohmann::json& body) {
+  JsonReader r(body);
+  EscalateRequest q;
+  q.task_id = r.str("taskId", false, 0, 128);
+  q.agent_id = r.str("agentId", false, 0, 128);
+  q.task = r.str("task", true, 1, kMaxInputBytes);
+  q.failed_code = r.str("failedCode", true, 0, kMaxInputBytes);
+  if (const auto* history = r.array("errorHistory", 50)) {
+    for (std::size_t i = 0; i < history->size(); ++i) {
+      const auto& e = (*history)[i];
+      if (!e.is_string() || e.get_ref<const std::string&>().size() > kMaxInputBytes) {
+        r.fail("errorHistory", "expected strings of at most 256 KiB");
+        break;
+      }
+      q.error_history.push_back(e.get<std::string>());
+    }
+  }
+  q.language = r.one_of("language", {"python", "javascript"}, "", true);
+  q.iterations_attempted = static_cast<int>(r.integer("iterationsAttempted", 1, 1000, 1));
+  if (!r.ok()) return *r.error();
+  return q;
+}
+
+nlohmann::json to_inference_json(const EscalateRequest& r) {
+  return {{"task", r.task},
+          {"failedCode", r.failed_code},
+          {"errorHistory", r.error_history},
+          {"language", r.language}};
 }
 
 }  // namespace edgecoder::api

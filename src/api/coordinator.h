@@ -75,6 +75,11 @@ struct ResultRequest {
   int attempt = 0;  // 0 = not sent (checked by holder id alone)
   std::string report_nonce;
   std::string report_signature;
+  int iterations = 0;      // code runs with the agent's own model; 0 = not reported
+  bool escalated = false;  // the agent used the coordinator's /escalate
+  // The body carries encryptedPayload (api/envelope.h): ok, output, error, durationMs,
+  // iterations and escalated are inside it and not read here; open_result() then parse again.
+  bool encrypted = false;
 };
 core::Result<ResultRequest> parse_result(const nlohmann::json& body);
 
@@ -202,6 +207,21 @@ std::string agent_request_canonical(std::string_view timestamp_ms, std::string_v
 core::Result<std::vector<std::pair<std::string, std::string>>> sign_agent_request(
     std::string_view agent_id, std::string_view secret_key, std::string_view method,
     std::string_view path, std::string_view body, std::int64_t now_ms);
+
+// ---- POST /escalate (agents -> coordinator -> inference /escalate) ----
+
+struct EscalateRequest {
+  std::string task_id;
+  std::string agent_id;
+  std::string task;         // the subtask's input (non-empty)
+  std::string failed_code;  // the last code that failed (may be empty)
+  std::vector<std::string> error_history;
+  std::string language;  // python | javascript
+  int iterations_attempted = 1;
+};
+core::Result<EscalateRequest> parse_escalate(const nlohmann::json& body);
+// What the coordinator sends on to the inference service's /escalate.
+nlohmann::json to_inference_json(const EscalateRequest& r);
 
 // 40-hex commit id (any case) or an https:// URL.
 bool valid_snapshot_ref(std::string_view ref);

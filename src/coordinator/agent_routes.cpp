@@ -1,6 +1,8 @@
 // Agent lifecycle: POST /register, /heartbeat, /pull, /result, /release, /agent/diagnostics
 // (+ GET). Fencing and lease state live in the store; these handlers translate.
 #include "api/coordinator.h"
+#include "api/envelope.h"
+#include "coordinator/envelopes.h"
 #include "coordinator/service.h"
 #include "core/crypto.h"
 #include "core/log.h"
@@ -284,6 +286,11 @@ asio::awaitable<net::Response> agent_pull(ServicePtr svc, net::Request request) 
   claim.sandboxed = agent->info.sandbox_mode != "none";
   claim.max_concurrent = agent->info.max_concurrent_tasks;
   if (power.small_tasks_only) claim.max_timeout_ms = kSmallTaskTimeoutMs;
+  if (svc->options.envelopes) {
+    // Stored with the lease in the claim's transaction: any coordinator can open the result.
+    const std::string agent_key = agent_x25519_key(*agent);
+    if (!agent_key.empty()) claim.lease_key = new_lease_key(agent_key);
+  }
   auto call = st->run([st, claim] { return st->claim_next(claim); });
   auto lease = co_await std::move(call);
   if (!lease) co_return net::Response::error(lease.error());
@@ -302,6 +309,22 @@ asio::awaitable<net::Response> agent_pull(ServicePtr svc, net::Request request) 
   wire.input = input_with_context(l);
   wire.attempt = l.attempt;
   wire.lease_expires_at_ms = l.expires_at_ms;
+  if (!claim.lease_key.empty()) {
+    auto envelope = seal_for_lease(wire, claim.lease_key);
+    if (!envelope) {
+      // Not expected (the key was checked at /register): hand the lease back at once.
+      core::log::error(
+          "coordinator", "envelope_seal_failed",
+          {{"subtask", wire.id}, {"agent", agent_id}, {"detail", envelope.error().detail}});
+      store::ReleaseRequest rel{wire.id, agent_id, wire.attempt, "envelope_seal_failed"};
+      auto back = st->run([st, rel] { return st->release_lease(rel); });
+      auto released = co_await std::move(back);
+      (void)released;
+      co_return net::Response::error(envelope.error());
+    }
+    svc->metrics.envelopes_sealed->inc();
+    co_return net::Response::json(200, {{"subtask", nullptr}, {"envelope", std::move(*envelope)}});
+  }
   co_return net::Response::json(200, {{"subtask", api::to_json(wire)}});
 }
 
@@ -314,16 +337,8 @@ asio::awaitable<net::Response> agent_result(ServicePtr svc, net::Request request
     auto check = check_signature(svc, request, parsed->agent_id);
     if (auto refused = co_await std::move(check)) co_return std::move(*refused);
   }
-  store::ResultReport report;
-  report.subtask_id = parsed->subtask_id;
-  report.agent_id = parsed->agent_id;
-  report.attempt = parsed->attempt;
-  report.ok = parsed->ok;
-  report.output = parsed->output;
-  report.error = parsed->error;
-  report.duration_ms = parsed->duration_ms;
   store::Store* st = svc->store.get();
-  const std::string agent_id = report.agent_id;
+  const std::string agent_id = parsed->agent_id;
   auto get = st->run([st, agent_id] { return st->get_agent(agent_id); });
   auto agent = co_await std::move(get);
   if (!agent) {
@@ -337,6 +352,38 @@ asio::awaitable<net::Response> agent_result(ServicePtr svc, net::Request request
       co_return blacklisted_response(agent_id, *reason);
     }
   }
+  if (parsed->encrypted) {
+    const std::string subtask_id = parsed->subtask_id;
+    auto get_key = st->run([st, subtask_id] { return st->get_lease_key(subtask_id); });
+    auto lease_key = co_await std::move(get_key);
+    if (!lease_key) {
+      if (lease_key.error().code == core::Errc::not_found) {
+        co_return error_response(404, "subtask_not_found", lease_key.error().detail);
+      }
+      co_return net::Response::error(lease_key.error());
+    }
+    auto opened = open_leased_result(*lease_key, *parsed, *body);
+    if (!opened) {
+      if (opened.error().code == core::Errc::conflict) svc->metrics.results_stale->inc();
+      if (opened.error().wire() == api::kEnvelopeDecryptFailed) {
+        svc->metrics.envelope_results_refused->inc();
+      }
+      co_return net::Response::error(opened.error());
+    }
+    svc->metrics.envelope_results_opened->inc();
+    parsed = api::parse_result(*opened);
+    if (!parsed) co_return net::Response::error(parsed.error());
+  }
+  store::ResultReport report;
+  report.subtask_id = parsed->subtask_id;
+  report.agent_id = parsed->agent_id;
+  report.attempt = parsed->attempt;
+  report.ok = parsed->ok;
+  report.output = parsed->output;
+  report.error = parsed->error;
+  report.duration_ms = parsed->duration_ms;
+  report.iterations = parsed->iterations;
+  report.escalated = parsed->escalated;
   const std::string task_id = parsed->task_id;
   const std::string output_sha256 = core::crypto::sha256_hex(report.output);
   {

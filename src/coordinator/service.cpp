@@ -113,6 +113,7 @@ core::Result<CoordinatorOptions> coordinator_options(const core::Config& config)
       {"COORDINATOR_MAX_ATTEMPTS", &max_attempts, 3, 1, 20},
       {"COORDINATOR_AGENT_ONLINE_MS", &o.agent_online_ms, 120'000, 1'000, 86'400'000},
       {"COORDINATOR_DECOMPOSE_TIMEOUT_MS", &o.decompose_timeout_ms, 150'000, 100, 3'600'000},
+      {"COORDINATOR_ESCALATE_TIMEOUT_MS", &o.escalate_timeout_ms, 150'000, 100, 3'600'000},
       {"COORDINATOR_EVENTS_POLL_MS", &o.events_poll_ms, 250, 10, 60'000},
       {"IOS_BATTERY_PULL_MIN_INTERVAL_MS", &o.power.ios_pull_min_interval_ms, 45'000, 0,
        86'400'000},
@@ -183,6 +184,9 @@ core::Result<CoordinatorOptions> coordinator_options(const core::Config& config)
   o.ollama_host = s.get_or("OLLAMA_HOST", "http://127.0.0.1:11434");
   while (!o.ollama_host.empty() && o.ollama_host.back() == '/') o.ollama_host.pop_back();
   o.local_model_provider = s.get_or("LOCAL_MODEL_PROVIDER", "edgecoder-local");
+  auto envelopes = s.get_bool("COORDINATOR_ENVELOPES");
+  if (!envelopes) return envelopes.error();
+  o.envelopes = *envelopes;
   return o;
 }
 
@@ -242,6 +246,18 @@ Service::Service(CoordinatorOptions opts, std::unique_ptr<store::Store> st,
                                      "Agents blacklisted by behaviour monitoring.");
   metrics.decompose_failures = counter("edgecoder_coordinator_decompose_failures_total",
                                        "Submissions refused because inference failed.");
+  metrics.envelopes_sealed = counter("edgecoder_coordinator_envelopes_sealed_total",
+                                     "Subtasks sent to agents as X25519 envelopes.");
+  const char* envelope_results_help = "Encrypted results by outcome.";
+  metrics.envelope_results_opened = counter("edgecoder_coordinator_envelope_results_total",
+                                            envelope_results_help, {{"outcome", "opened"}});
+  metrics.envelope_results_refused = counter("edgecoder_coordinator_envelope_results_total",
+                                             envelope_results_help, {{"outcome", "refused"}});
+  const char* escalations_help = "POST /escalate relays to the inference service by outcome.";
+  metrics.escalations_completed = counter("edgecoder_coordinator_escalations_total",
+                                          escalations_help, {{"outcome", "completed"}});
+  metrics.escalations_failed =
+      counter("edgecoder_coordinator_escalations_total", escalations_help, {{"outcome", "failed"}});
 }
 
 Service::~Service() { stop(); }
@@ -492,6 +508,7 @@ core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context&
   add_blacklist_routes(router, svc);
   add_ledger_routes(router, svc);
   add_mesh_routes(router, svc);
+  add_escalate_routes(router, svc);
   svc->start(retention_ms);
   core::log::info("coordinator", "mounted",
                   {{"store", svc->store->describe()},

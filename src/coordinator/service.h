@@ -84,6 +84,9 @@ struct CoordinatorOptions {
   std::int64_t mesh_ws_ping_ms = 30'000;            // MESH_WS_PING_MS
   std::int64_t mesh_peer_ttl_ms = 86'400'000;       // MESH_PEER_TTL_MS
   std::int64_t mesh_sweep_interval_ms = 15'000;
+  // COORDINATOR_ENVELOPES: seal subtasks for agents that registered an X25519 key.
+  bool envelopes = true;
+  std::int64_t escalate_timeout_ms = 150'000;  // COORDINATOR_ESCALATE_TIMEOUT_MS
 };
 
 core::Result<CoordinatorOptions> coordinator_options(const core::Config& config);
@@ -112,6 +115,11 @@ struct CoordinatorMetrics {
   core::metrics::Counter* warning_empty = nullptr;
   core::metrics::Counter* warning_identical = nullptr;
   core::metrics::Counter* auto_blacklisted = nullptr;
+  core::metrics::Counter* envelopes_sealed = nullptr;
+  core::metrics::Counter* envelope_results_opened = nullptr;
+  core::metrics::Counter* envelope_results_refused = nullptr;  // did not decrypt (400)
+  core::metrics::Counter* escalations_completed = nullptr;
+  core::metrics::Counter* escalations_failed = nullptr;
 };
 
 // Per-process signals an honest agent can also produce — very fast results (a cache hit, a
@@ -284,6 +292,8 @@ asio::awaitable<core::Result<nlohmann::json>> agent_mesh_heartbeat(ServicePtr sv
                                                                    std::string agent_id);
 // One expiry pass over tunnels, offers, close notices and peers (run by the sweeper).
 void sweep_agent_mesh(Service& svc);
+
+void add_escalate_routes(net::Router& router, ServicePtr svc);
 
 // The coordinator's Ed25519 key in <data dir>/coordinator-signing-key (a base64 seed, 0600),
 // created on first start.

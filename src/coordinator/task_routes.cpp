@@ -359,8 +359,10 @@ nlohmann::json result_json(const store::SubtaskResult& r) {
                       {"durationMs", r.duration_ms},
                       {"agentId", r.agent_id},
                       {"attempt", r.attempt},
-                      {"completedAtMs", r.created_at_ms}};
+                      {"completedAtMs", r.created_at_ms},
+                      {"escalated", r.escalated}};
   if (!r.error.empty()) j["error"] = r.error;
+  if (r.iterations > 0) j["iterations"] = r.iterations;
   return j;
 }
 

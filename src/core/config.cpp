@@ -132,6 +132,12 @@ constexpr std::array kConfigSettings = {
                 "Coordinator: an agent seen within this many milliseconds counts as online."},
     SettingSpec{"COORDINATOR_DECOMPOSE_TIMEOUT_MS", "150000",
                 "Coordinator: milliseconds to wait for the inference service's /decompose."},
+    SettingSpec{"COORDINATOR_ESCALATE_TIMEOUT_MS", "150000",
+                "Coordinator: milliseconds to wait for the inference service's /escalate when "
+                "an agent asks POST /escalate."},
+    SettingSpec{"COORDINATOR_ENVELOPES", "true",
+                "Coordinator: send subtasks as X25519 + AES-256-GCM envelopes to agents that "
+                "registered an x25519PublicKey (false = always in clear)."},
     SettingSpec{"COORDINATOR_EVENTS_POLL_MS", "250",
                 "Coordinator: milliseconds between store polls of a task event stream (SSE)."},
     SettingSpec{"COORDINATOR_PUBLIC_URL", "",
@@ -222,6 +228,12 @@ constexpr std::array kConfigSettings = {
                 "Agent: deviceType in its power telemetry: desktop, laptop or server (server: "
                 "the coordinator's power policy never defers it); empty = detect (laptop when "
                 "the host has a system battery)."},
+    SettingSpec{"AGENT_MAX_ITERATIONS", "2",
+                "Agent: code runs with its own model per subtask (plan and code, then reflect on "
+                "the error), 1..10."},
+    SettingSpec{"AGENT_ESCALATE", "true",
+                "Agent: when its own iterations fail, ask the coordinator's /escalate for a "
+                "larger model's code and run that."},
     // The code sandbox (src/sandbox, docs/sandbox.md).
     SettingSpec{"SANDBOX_MODE", "bwrap",
                 "Sandbox for generated code: bwrap, process (weak isolation), docker, or none "

@@ -1,10 +1,16 @@
 #include "core/crypto.h"
 
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
 #include <sodium.h>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <climits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -67,7 +73,178 @@ Result<std::string> crypto_hex_decode(std::string_view hex) {
   return out;
 }
 
+struct CryptoCipherFree {
+  void operator()(EVP_CIPHER_CTX* ctx) const { EVP_CIPHER_CTX_free(ctx); }
+};
+using CryptoCipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CryptoCipherFree>;
+struct CryptoKdfCtxFree {
+  void operator()(EVP_KDF_CTX* ctx) const { EVP_KDF_CTX_free(ctx); }
+};
+
+unsigned char* crypto_out(std::string& s) { return reinterpret_cast<unsigned char*>(s.data()); }
+
+// The AES-256-GCM context with key and nonce set (encrypt or decrypt), or null.
+CryptoCipherCtx crypto_gcm_context(bool encrypt, std::string_view key, std::string_view nonce) {
+  CryptoCipherCtx ctx(EVP_CIPHER_CTX_new());
+  if (!ctx) return nullptr;
+  const auto init = encrypt ? EVP_EncryptInit_ex : EVP_DecryptInit_ex;
+  if (init(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(nonce.size()),
+                          nullptr) != 1 ||
+      init(ctx.get(), nullptr, nullptr, crypto_bytes(key), crypto_bytes(nonce)) != 1) {
+    return nullptr;
+  }
+  return ctx;
+}
+
+Result<void> crypto_gcm_sizes(std::string_view key, std::string_view nonce, std::size_t text) {
+  if (key.size() != kAesGcmKeyBytes) {
+    return make_error(Errc::invalid_argument, "an AES-256-GCM key is 32 bytes");
+  }
+  if (nonce.size() != kAesGcmNonceBytes) {
+    return make_error(Errc::invalid_argument, "an AES-256-GCM nonce is 12 bytes");
+  }
+  if (text > static_cast<std::size_t>(INT_MAX)) {
+    return make_error(Errc::invalid_argument, "message too large for AES-256-GCM");
+  }
+  return {};
+}
+
 }  // namespace
+
+std::string random_bytes(std::size_t count) {
+  crypto_ensure_sodium();
+  std::string out(count, '\0');
+  if (count > 0) randombytes_buf(out.data(), out.size());
+  return out;
+}
+
+std::string hex_encode(std::string_view data) {
+  crypto_ensure_sodium();
+  return crypto_to_hex(crypto_bytes(data), data.size());
+}
+
+Result<std::string> hex_decode(std::string_view hex) {
+  crypto_ensure_sodium();
+  return crypto_hex_decode(hex);
+}
+
+Result<std::string> x25519_shared(std::string_view secret_key, std::string_view peer_public_key) {
+  crypto_ensure_sodium();
+  if (secret_key.size() != crypto_scalarmult_SCALARBYTES) {
+    return make_error(Errc::invalid_argument, "an X25519 secret key is 32 bytes");
+  }
+  if (peer_public_key.size() != crypto_scalarmult_BYTES) {
+    return make_error(Errc::invalid_argument, "an X25519 public key is 32 bytes");
+  }
+  std::string shared(crypto_scalarmult_BYTES, '\0');
+  // libsodium refuses (-1) when the result is all zeros: the peer key has small order.
+  if (crypto_scalarmult(crypto_out(shared), crypto_bytes(secret_key),
+                        crypto_bytes(peer_public_key)) != 0) {
+    return make_error(Errc::invalid_argument, "X25519 public key of small order");
+  }
+  return shared;
+}
+
+Result<std::string> hkdf_sha256(std::string_view ikm, std::string_view salt, std::string_view info,
+                                std::size_t length) {
+  if (length == 0 || length > 255 * 32) {
+    return make_error(Errc::invalid_argument, "HKDF-SHA256 output is 1..8160 bytes");
+  }
+  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  if (kdf == nullptr) return make_error(Errc::internal, "OpenSSL has no HKDF");
+  std::unique_ptr<EVP_KDF_CTX, CryptoKdfCtxFree> ctx(EVP_KDF_CTX_new(kdf));
+  EVP_KDF_free(kdf);
+  if (!ctx) return make_error(Errc::internal, "HKDF context allocation failed");
+  char digest[] = "SHA256";
+  // OSSL_PARAM takes non-const pointers but only reads through them.
+  auto octets = [](std::string_view s) {
+    return const_cast<void*>(static_cast<const void*>(s.data()));
+  };
+  std::array<OSSL_PARAM, 5> params{};
+  std::size_t n = 0;
+  params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
+  params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, octets(ikm), ikm.size());
+  // An absent salt is HashLen zero bytes (RFC 5869 2.2), which is what HMAC makes of an empty key.
+  if (!salt.empty()) {
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, octets(salt), salt.size());
+  }
+  if (!info.empty()) {
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, octets(info), info.size());
+  }
+  params[n] = OSSL_PARAM_construct_end();
+  std::string out(length, '\0');
+  if (EVP_KDF_derive(ctx.get(), crypto_out(out), out.size(), params.data()) != 1) {
+    return make_error(Errc::invalid_argument, "HKDF-SHA256 failed");
+  }
+  return out;
+}
+
+Result<AesGcmSealed> aes256gcm_encrypt(std::string_view key, std::string_view nonce,
+                                       std::string_view plaintext, std::string_view aad) {
+  if (auto sizes = crypto_gcm_sizes(key, nonce, std::max(plaintext.size(), aad.size())); !sizes) {
+    return sizes.error();
+  }
+  CryptoCipherCtx ctx = crypto_gcm_context(true, key, nonce);
+  if (!ctx) return make_error(Errc::internal, "AES-256-GCM set-up failed");
+  AesGcmSealed out;
+  out.ciphertext.assign(plaintext.size(), '\0');
+  out.tag.assign(kAesGcmTagBytes, '\0');
+  int len = 0;
+  if (!aad.empty() && EVP_EncryptUpdate(ctx.get(), nullptr, &len, crypto_bytes(aad),
+                                        static_cast<int>(aad.size())) != 1) {
+    return make_error(Errc::internal, "AES-256-GCM failed");
+  }
+  if (!plaintext.empty() &&
+      EVP_EncryptUpdate(ctx.get(), crypto_out(out.ciphertext), &len, crypto_bytes(plaintext),
+                        static_cast<int>(plaintext.size())) != 1) {
+    return make_error(Errc::internal, "AES-256-GCM failed");
+  }
+  // GCM is a stream mode: Final writes nothing, but it completes the tag.
+  unsigned char none[16];
+  if (EVP_EncryptFinal_ex(ctx.get(), none, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(kAesGcmTagBytes),
+                          out.tag.data()) != 1) {
+    return make_error(Errc::internal, "AES-256-GCM failed");
+  }
+  return out;
+}
+
+Result<std::string> aes256gcm_decrypt(std::string_view key, std::string_view nonce,
+                                      std::string_view ciphertext, std::string_view tag,
+                                      std::string_view aad) {
+  const auto failed = [] {
+    return core::Error(Errc::invalid_argument, "decrypt_failed",
+                       "AES-256-GCM authentication failed");
+  };
+  if (key.size() != kAesGcmKeyBytes || nonce.size() != kAesGcmNonceBytes ||
+      tag.size() != kAesGcmTagBytes ||
+      std::max(ciphertext.size(), aad.size()) > static_cast<std::size_t>(INT_MAX)) {
+    return failed();
+  }
+  CryptoCipherCtx ctx = crypto_gcm_context(false, key, nonce);
+  if (!ctx) return make_error(Errc::internal, "AES-256-GCM set-up failed");
+  std::string plaintext(ciphertext.size(), '\0');
+  int len = 0;
+  if (!aad.empty() && EVP_DecryptUpdate(ctx.get(), nullptr, &len, crypto_bytes(aad),
+                                        static_cast<int>(aad.size())) != 1) {
+    return failed();
+  }
+  if (!ciphertext.empty() &&
+      EVP_DecryptUpdate(ctx.get(), crypto_out(plaintext), &len, crypto_bytes(ciphertext),
+                        static_cast<int>(ciphertext.size())) != 1) {
+    return failed();
+  }
+  std::string expected(tag);
+  unsigned char none[16];
+  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, static_cast<int>(expected.size()),
+                          expected.data()) != 1 ||
+      EVP_DecryptFinal_ex(ctx.get(), none, &len) != 1) {
+    sodium_memzero(plaintext.data(), plaintext.size());
+    return failed();
+  }
+  return plaintext;
+}
 
 std::string random_hex(std::size_t bytes) {
   crypto_ensure_sodium();

@@ -1,5 +1,6 @@
 // Cryptographic primitives used across EdgeCoder, behind one header so that libsodium and
-// OpenSSL stay in crypto.cpp. Later issues add X25519/HKDF/AES-GCM here.
+// OpenSSL stay in crypto.cpp: hashing, randomness, Ed25519 signatures, X25519 key agreement,
+// HKDF-SHA256 and AES-256-GCM (the last three make the task envelopes of src/api/envelope.h).
 // Thread-safety: every function is safe to call from any thread.
 #pragma once
 
@@ -56,5 +57,36 @@ struct X25519KeyPair {
 X25519KeyPair x25519_generate();
 // The key pair for a 32-byte secret key (persisted keys).
 Result<X25519KeyPair> x25519_from_secret(std::string_view secret_key);
+// The 32-byte X25519 shared secret of `secret_key` and `peer_public_key` (RFC 7748 section 6.1).
+// invalid_argument for wrong sizes, and for a peer key of small order (the result would be all
+// zeros and the same for every secret).
+Result<std::string> x25519_shared(std::string_view secret_key, std::string_view peer_public_key);
+
+// `count` random bytes from the OS CSPRNG.
+std::string random_bytes(std::size_t count);
+// Lower-case hex of raw bytes, and back (either case; invalid_argument for anything else).
+std::string hex_encode(std::string_view data);
+Result<std::string> hex_decode(std::string_view hex);
+
+// HKDF with SHA-256 (RFC 5869): `length` bytes (1..8160) of output keying material.
+Result<std::string> hkdf_sha256(std::string_view ikm, std::string_view salt, std::string_view info,
+                                std::size_t length);
+
+// AES-256-GCM with a 12-byte nonce and a 16-byte tag. The key is 32 bytes; a nonce must never be
+// used twice with one key (callers draw it with random_bytes(12)).
+inline constexpr std::size_t kAesGcmKeyBytes = 32;
+inline constexpr std::size_t kAesGcmNonceBytes = 12;
+inline constexpr std::size_t kAesGcmTagBytes = 16;
+struct AesGcmSealed {
+  std::string ciphertext;  // as long as the plaintext
+  std::string tag;         // 16 bytes
+};
+Result<AesGcmSealed> aes256gcm_encrypt(std::string_view key, std::string_view nonce,
+                                       std::string_view plaintext, std::string_view aad = {});
+// The plaintext, or invalid_argument "decrypt_failed" when the tag does not verify (wrong key,
+// nonce, AAD, or altered ciphertext) or a size is wrong.
+Result<std::string> aes256gcm_decrypt(std::string_view key, std::string_view nonce,
+                                      std::string_view ciphertext, std::string_view tag,
+                                      std::string_view aad = {});
 
 }  // namespace edgecoder::core::crypto

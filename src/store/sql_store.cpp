@@ -143,6 +143,8 @@ SubtaskResult sql_result_from(const Row& row) {
   res.error = row.s(6);
   res.duration_ms = row.i(7);
   res.created_at_ms = row.i(8);
+  res.iterations = static_cast<int>(row.i(9));
+  res.escalated = row.i(10) != 0;
   return res;
 }
 
@@ -768,9 +770,11 @@ class SqlStore final : public Store {
       if (state == "leased" && holder == report.agent_id && attempt_ok) {
         auto ins = tx.query(
             "INSERT INTO subtask_results (subtask_id, task_id, agent_id, attempt, ok, output, "
-            "error, duration_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "error, duration_ms, created_at_ms, iterations, escalated) VALUES ($1, $2, $3, $4, "
+            "$5, $6, $7, $8, $9, $10, $11)",
             {report.subtask_id, task_id, report.agent_id, attempt, std::int64_t{report.ok ? 1 : 0},
-             report.output, report.error, report.duration_ms, t});
+             report.output, report.error, report.duration_ms, t, std::int64_t{report.iterations},
+             std::int64_t{report.escalated ? 1 : 0}});
         if (!ins) return ins.error();
         auto up = tx.query(
             "UPDATE subtasks SET state = 'completed', holder = '', lease_expires_at_ms = 0, "
@@ -992,7 +996,8 @@ class SqlStore final : public Store {
     auto r = db_->read([&](Tx& tx) -> Result<void> {
       auto rows = tx.query(
           "SELECT r.subtask_id, r.task_id, r.agent_id, r.attempt, r.ok, r.output, r.error, "
-          "r.duration_ms, r.created_at_ms FROM subtask_results r JOIN subtasks s ON s.id = "
+          "r.duration_ms, r.created_at_ms, r.iterations, r.escalated FROM subtask_results r "
+          "JOIN subtasks s ON s.id = "
           "r.subtask_id WHERE r.task_id = $1 ORDER BY s.idx",
           {task_id});
       if (!rows) return rows.error();
@@ -1053,11 +1058,32 @@ class SqlStore final : public Store {
     auto r = db_->read([&](Tx& tx) -> Result<void> {
       auto rows = tx.query(
           "SELECT subtask_id, task_id, agent_id, attempt, ok, output, error, duration_ms, "
-          "created_at_ms FROM subtask_results WHERE subtask_id = $1",
+          "created_at_ms, iterations, escalated FROM subtask_results WHERE subtask_id = $1",
           {subtask_id});
       if (!rows) return rows.error();
       if (rows->empty()) return {};
       out = sql_result_from(rows->at(0));
+      return {};
+    });
+    if (!r) return r.error();
+    return out;
+  }
+
+  Result<LeaseKey> get_lease_key(const std::string& subtask_id) override {
+    Result<LeaseKey> out = sql_not_found("subtask " + subtask_id + " does not exist");
+    auto r = db_->read([&](Tx& tx) -> Result<void> {
+      auto rows = tx.query(
+          "SELECT id, state, holder, attempt, lease_key FROM subtasks WHERE id = $1", {subtask_id});
+      if (!rows) return rows.error();
+      if (rows->empty()) return {};
+      const Row& row = rows->at(0);
+      LeaseKey k;
+      k.subtask_id = row.s(0);
+      k.state = parse_subtask_state(row.s(1)).value_or(SubtaskState::queued);
+      k.holder = row.s(2);
+      k.attempt = static_cast<int>(row.i(3));
+      k.key = row.s(4);
+      out = std::move(k);
       return {};
     });
     if (!r) return r.error();
@@ -1981,7 +2007,7 @@ class SqlStore final : public Store {
   // The claim statement: one UPDATE of the chosen queued subtask (SKIP LOCKED on PostgreSQL,
   // so concurrent claimers take different rows), filtered by the agent's capabilities.
   Result<Rows> claim_query(Tx& tx, const ClaimRequest& req, std::int64_t t, bool by_model) {
-    std::vector<Value> params = {req.agent_id, t, req.lease_budget_ms};
+    std::vector<Value> params = {req.agent_id, t, req.lease_budget_ms, req.lease_key};
     std::string where = "s.state = 'queued'";
     auto param = [&](Value v) {
       params.push_back(std::move(v));
@@ -2003,7 +2029,8 @@ class SqlStore final : public Store {
                        (pg_ ? " FOR UPDATE OF s SKIP LOCKED" : "");
     return tx.query(
         "UPDATE subtasks SET state = 'leased', holder = $1, attempt = attempt + 1, "
-        "leased_at_ms = $2, lease_expires_at_ms = $2 + timeout_ms + $3 WHERE state = "
+        "leased_at_ms = $2, lease_expires_at_ms = $2 + timeout_ms + $3, lease_key = $4 WHERE "
+        "state = "
         "'queued' AND id = (" +
             pick + ") RETURNING " + kSqlSubtaskCols,
         params);

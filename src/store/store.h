@@ -137,6 +137,8 @@ class TaskStore {
   virtual Result<TaskStatus> get_task(const std::string& task_id) = 0;
   // not_found when no result was accepted for the subtask.
   virtual Result<SubtaskResult> get_result(const std::string& subtask_id) = 0;
+  // The subtask's fencing state and the lease_key of its last claim. not_found when unknown.
+  virtual Result<LeaseKey> get_lease_key(const std::string& subtask_id) = 0;
   // Appends an event (id = previous + 1 for this task). not_found for an unknown task. The store
   // itself appends task_created, subtask_leased, subtask_result, subtask_requeued,
   // subtask_failed and task_completed in the same transactions as those changes.

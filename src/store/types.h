@@ -173,6 +173,18 @@ struct ClaimRequest {
   bool sandboxed = true;               // false: skip subtasks that require a sandbox
   int max_concurrent = 0;              // no claim while the agent holds this many; 0 = no limit
   std::int64_t max_timeout_ms = 0;     // only subtasks with timeout_ms <= this; 0 = any
+  // Stored with the lease, replacing the previous lease's (opaque to the store: the envelope key
+  // material of src/coordinator/envelopes.cpp); empty = the lease is given in clear.
+  std::string lease_key;
+};
+
+// The key material of a subtask's current (or last) lease, with the fencing state it belongs to.
+struct LeaseKey {
+  std::string subtask_id;
+  SubtaskState state = SubtaskState::queued;
+  std::string holder;  // empty unless leased
+  int attempt = 0;
+  std::string key;  // ClaimRequest::lease_key of the last claim; never log it
 };
 
 // The output of one dependency of a leased subtask, in depends_on order.
@@ -217,6 +229,8 @@ struct ResultReport {
   std::string output;
   std::string error;
   std::int64_t duration_ms = 0;
+  int iterations = 0;      // code runs with the agent's own model; 0 = not reported
+  bool escalated = false;  // the agent asked /escalate for a larger model's code
   // Credit accrual, called inside the transaction that accepts the result (never for a duplicate
   // or a stale one) with the subtask as stored: fills `earning` and returns true to credit it.
   // The entry is appended to the credits ledger in that transaction; its tx_id must identify
@@ -236,6 +250,8 @@ struct SubtaskResult {
   std::string error;
   std::int64_t duration_ms = 0;
   std::int64_t created_at_ms = 0;
+  int iterations = 0;  // as reported (ResultReport)
+  bool escalated = false;
 };
 
 // completed = every subtask terminal; cancelled = cancelled before that.

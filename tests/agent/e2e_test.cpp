@@ -1,7 +1,9 @@
 // The real edgecoder binary: one coordinator and EDGE_RUNTIME_MODE=agent processes over
 // loopback. Two agents complete several tasks; one is killed with SIGKILL while it holds a lease
 // and every task still completes exactly once; an agent keeps its id and keys across a restart;
-// a result finished while the coordinator is down is delivered from the outbox once it is back.
+// a result finished while the coordinator is down is delivered from the outbox once it is back;
+// subtasks travel as X25519 envelopes and results come back sealed; a subtask whose local model
+// keeps failing is fixed through the coordinator's /escalate (a real inference service).
 // SANDBOX_MODE comes from EDGECODER_TEST_SANDBOX_MODE (default bwrap).
 #include <netinet/in.h>
 #include <poll.h>
@@ -24,6 +26,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "model/fake_model_server.h"
 #include "net/client.h"
 #include "support/child_process.h"
 
@@ -585,6 +588,107 @@ TEST_F(AgentBinary, AgentWhoseSandboxCannotStartTakesNoWork) {
   EXPECT_EQ(*code, 0);
   coordinator->signal(SIGTERM);
   ASSERT_TRUE(coordinator->wait(30s).has_value());
+}
+
+// A coordinator counter from /metrics (Prometheus text), or -1.
+double metric(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
+}
+
+TEST_F(AgentBinary, SubtasksTravelAsEnvelopesAndResultsComeBackSealed) {
+  auto coordinator = start_coordinator();
+  auto agent = start_agent("agent-env", "agent-env");
+  const std::string id = submit("sealed", "opened-by-the-agent", 0.1);
+  ASSERT_TRUE(wait_completed({id}, 60s)) << agent->stderr_text();
+  EXPECT_EQ(trimmed(get("/tasks/" + id).value("output", "")), "opened-by-the-agent");
+  EXPECT_EQ(log_field(agent->stderr_text(), "subtask_leased", "envelope"), "true")
+      << agent->stderr_text();
+  net::ClientRequest req;
+  req.url = "http://127.0.0.1:" + std::to_string(port_) + "/metrics";
+  auto metrics = net::fetch(req);
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metric(metrics->body, "edgecoder_coordinator_envelopes_sealed_total"), 1)
+      << metrics->body;
+  EXPECT_EQ(
+      metric(metrics->body, "edgecoder_coordinator_envelope_results_total{outcome=\"opened\"}"), 1)
+      << metrics->body;
+  agent->signal(SIGTERM);
+  ASSERT_TRUE(agent->wait(30s).has_value());
+  coordinator->signal(SIGTERM);
+  ASSERT_TRUE(coordinator->wait(30s).has_value());
+}
+
+// The agent's own model (a fake Ollama) answers every prompt with a program that fails, so both
+// local iterations (plan + code, then reflect) fail; the agent asks the coordinator's /escalate,
+// which relays to a real inference service (edgecoder-local answers the reflect prompt with
+// working code for "hello world"), and the subtask completes with the escalated code's output.
+TEST_F(AgentBinary, LocalFailuresThenReflectionThenEscalationFixesTheSubtask) {
+  edgecoder::testing::FakeBehaviour broken;
+  broken.reply("```python\nimport sys\nsys.exit('local model code failed')\n```\n");
+  edgecoder::testing::FakeModelServer model(edgecoder::testing::FakeModelServer::Flavor::ollama,
+                                            broken);
+  const std::uint16_t inference_port = testing::free_port();
+  testing::ChildOptions inference_options;
+  inference_options.env = {{"EDGE_RUNTIME_MODE", "inference"},
+                           {"INFERENCE_PORT", std::to_string(inference_port)},
+                           {"INFERENCE_AUTH_TOKEN", "agent-e2e-inference-token"},
+                           {"LOCAL_MODEL_PROVIDER", "edgecoder-local"},
+                           {"EDGECODER_DATA_DIR", (dir_.path() / "inference").string()},
+                           {"HOME", dir_.path().string()},
+                           {"EDGECODER_THREADS", "1"}};
+  inference_options.output_dir = dir_.path() / "inference-out";
+  auto inference =
+      std::make_unique<testing::ChildProcess>(EDGECODER_BINARY_PATH, std::move(inference_options));
+  ASSERT_TRUE(testing::wait_for_port(inference_port, 60s)) << inference->stderr_text();
+  auto coordinator =
+      start_coordinator({{"INFERENCE_URL", "http://127.0.0.1:" + std::to_string(inference_port)}});
+  auto agent = start_agent("agent-esc", "agent-esc", 1,
+                           {{"LOCAL_MODEL_PROVIDER", "ollama-local"},
+                            {"OLLAMA_HOST", model.base_url()},
+                            {"OLLAMA_MODEL", "qwen2.5-coder:7b"},
+                            {"AGENT_MAX_ITERATIONS", "2"}});
+  auto created = call("POST", "/tasks",
+                      {{"taskId", "escalated"},
+                       {"subtasks",
+                        {{{"id", "hello"},
+                          {"input", "print hello world"},
+                          {"language", "python"},
+                          {"timeoutMs", 20000}}}}},
+                      201);
+  ASSERT_TRUE(wait_completed({"escalated"}, 90s))
+      << agent->stderr_text() << coordinator->stderr_text() << inference->stderr_text();
+  auto result = get("/tasks/escalated/subtasks/hello/result");
+  EXPECT_TRUE(result.value("ok", false)) << result.dump();
+  EXPECT_EQ(trimmed(result.value("output", "")), "Hello, world!") << result.dump();
+  EXPECT_EQ(result.value("iterations", 0), 2) << result.dump();
+  EXPECT_TRUE(result.value("escalated", false)) << result.dump();
+
+  // The local model was asked to plan, to code, then to reflect on the failure it caused.
+  bool reflected = false;
+  for (const auto& r : model.requests_to("/api/generate")) {
+    const std::string prompt = r.body.value("prompt", "");
+    if (prompt.find("The code below failed") != std::string::npos &&
+        prompt.find("local model code failed") != std::string::npos) {
+      reflected = true;
+    }
+  }
+  EXPECT_TRUE(reflected);
+  EXPECT_GE(model.requests_to("/api/generate").size(), 3U);
+  EXPECT_NE(agent->stderr_text().find("event=iteration_failed"), std::string::npos);
+  EXPECT_NE(coordinator->stderr_text().find("event=escalation_completed"), std::string::npos)
+      << coordinator->stderr_text();
+
+  agent->signal(SIGTERM);
+  ASSERT_TRUE(agent->wait(30s).has_value());
+  coordinator->signal(SIGTERM);
+  ASSERT_TRUE(coordinator->wait(30s).has_value());
+  inference->signal(SIGTERM);
+  ASSERT_TRUE(inference->wait(30s).has_value());
 }
 
 }  // namespace

@@ -61,7 +61,20 @@ TEST(ApiCoordinator, ResultAttemptIsOptional) {
   EXPECT_EQ(with->attempt, 3);
   EXPECT_FALSE(parse_result({{"subtaskId", "s"}, {"agentId", "a"}}));  // ok is required
   EXPECT_FALSE(parse_result({{"subtaskId", "s"}, {"agentId", "a"}, {"ok", true}, {"attempt", 0}}));
-  EXPECT_FALSE(parse_result({{"subtaskId", "s"}, {"agentId", "a"}, {"encryptedPayload", "zz"}}));
+  // A sealed result: ok and the rest are inside encryptedPayload (api/envelope.h).
+  auto sealed = parse_result({{"subtaskId", "s"}, {"agentId", "a"}, {"encryptedPayload", "zz"}});
+  ASSERT_TRUE(sealed) << sealed.error().detail;
+  EXPECT_TRUE(sealed->encrypted);
+  auto reported = parse_result(
+      {{"subtaskId", "s"}, {"agentId", "a"}, {"ok", true}, {"iterations", 2}, {"escalated", true}});
+  ASSERT_TRUE(reported);
+  EXPECT_FALSE(reported->encrypted);
+  EXPECT_EQ(reported->iterations, 2);
+  EXPECT_TRUE(reported->escalated);
+  EXPECT_FALSE(
+      parse_result({{"subtaskId", "s"}, {"agentId", "a"}, {"ok", true}, {"iterations", -1}}));
+  EXPECT_FALSE(
+      parse_result({{"subtaskId", "s"}, {"agentId", "a"}, {"ok", true}, {"escalated", 1}}));
 }
 
 TEST(ApiCoordinator, TasksAcceptPromptOrInputAndDependsOnByIdOrIndex) {

@@ -23,6 +23,16 @@ net::Router fake_inference_router(std::shared_ptr<FakeInference> fake) {
     }
     return net::Response::json(fake->status, fake->response);
   });
+  router.add_sync("POST", "/escalate", [fake](const net::Request& r) {
+    fake->escalate_calls++;
+    fake->last_escalate_body = r.body;
+    auto token = r.header("x-inference-token");
+    fake->last_escalate_token = token ? std::string(*token) : "";
+    if (fake->last_escalate_token != kInference) {
+      return net::Response::error(401, "inference_unauthorized", "bad token");
+    }
+    return net::Response::json(fake->escalate_status, fake->escalate_response);
+  });
   return router;
 }
 
@@ -37,16 +47,19 @@ bool pg_missing_should_skip(store::Backend backend) {
 }
 
 Harness::Harness(HarnessOptions options)
-    : clock_(options.share_store_with ? options.share_store_with->clock_
-                                      : std::make_shared<store::testing::TestClock>()),
+    : clock_(options.reuse              ? options.reuse->clock
+             : options.share_store_with ? options.share_store_with->clock_
+                                        : std::make_shared<store::testing::TestClock>()),
       inference_(std::make_shared<FakeInference>()) {
   if (options.share_store_with &&
       options.share_store_with->home_->backend() != store::Backend::postgres) {
     throw std::runtime_error("share_store_with needs PostgreSQL");
   }
   // With a shared store this home only provides the data directory.
-  home_ = std::make_unique<store::testing::StoreHome>(
-      options.share_store_with ? store::Backend::sqlite : options.backend, clock_);
+  home_ = options.reuse
+              ? options.reuse->home
+              : std::make_shared<store::testing::StoreHome>(
+                    options.share_store_with ? store::Backend::sqlite : options.backend, clock_);
   auto opened = options.share_store_with ? options.share_store_with->home_->open() : home_->open();
   if (!opened) throw std::runtime_error("store: " + opened.error().detail);
   std::unique_ptr<store::Store> st = std::move(*opened);

@@ -42,19 +42,33 @@ Reply http_call(std::uint16_t port, const std::string& method, const std::string
                 const std::optional<nlohmann::json>& body, net::Headers headers);
 
 // A fake inference service: POST /decompose answers `response` (status `status`) when the
-// x-inference-token matches, else 401; records the last request body.
+// x-inference-token matches, else 401; records the last request body. POST /escalate likewise
+// answers `escalate_response` with `escalate_status`.
 struct FakeInference {
   int status = 200;
   nlohmann::json response;
   std::string last_body;
   std::string last_token;
   int calls = 0;
+  int escalate_status = 200;
+  nlohmann::json escalate_response;
+  std::string last_escalate_body;
+  std::string last_escalate_token;
+  int escalate_calls = 0;
+};
+
+// A harness's store, clock and data directory, to start another coordinator on them later (a
+// restart: the first harness is gone by then).
+struct SharedStore {
+  std::shared_ptr<store::testing::TestClock> clock;
+  std::shared_ptr<store::testing::StoreHome> home;
 };
 
 class Harness;
 
 struct HarnessOptions {
   store::Backend backend = store::Backend::sqlite;
+  std::optional<SharedStore> reuse;  // set: backend is ignored
   bool auto_approve = true;
   bool inference_reachable = true;
   std::map<std::string, std::string> extra_settings;
@@ -78,6 +92,7 @@ class Harness {
   std::shared_ptr<FakeInference> inference() { return inference_; }
   // Stops the coordinator's HTTP server as a node's shutdown does (WebSockets are closed).
   void shutdown_server() { server_->shutdown(); }
+  SharedStore shared_store() const { return {clock_, home_}; }
 
   Reply request(const std::string& method, const std::string& path,
                 const std::optional<nlohmann::json>& body, net::Headers headers);
@@ -111,7 +126,7 @@ class Harness {
 
  private:
   std::shared_ptr<store::testing::TestClock> clock_;
-  std::unique_ptr<store::testing::StoreHome> home_;
+  std::shared_ptr<store::testing::StoreHome> home_;
   store::Store* store_ = nullptr;
   std::shared_ptr<FakeInference> inference_;
   // Outlives io_: connections still queued in io_ at its destruction update server gauges.

@@ -595,8 +595,7 @@ TEST_P(SchedulerTest, StatusCapacityModelsDiagnosticsAndResultRoutes) {
   auto h = make();
   h->register_agent("a1", {{"activeModel", "qwen2.5-coder:7b"},
                            {"activeModelParamSize", 7},
-                           {"publicKeyPem", "-----BEGIN PUBLIC KEY-----secret"},
-                           {"x25519PublicKey", "c2VjcmV0a2V5"}});
+                           {"publicKeyPem", "-----BEGIN PUBLIC KEY-----secret"}});
   std::string task_id;
   auto ids = h->create_task(one_subtask_task("x"), &task_id);
   auto pending = h->request("POST", "/tasks/" + task_id + "/subtasks/" + ids[0] + "/result",

@@ -1210,6 +1210,68 @@ TEST_P(StoreConformance, ResultWithoutAttemptIsCheckedByHolder) {
   EXPECT_EQ(*store_->record_result(rep), RecordOutcome::duplicate);
 }
 
+// The envelope key material travels with the lease: each claim replaces it (a re-claim after
+// expiry, or a claim in clear, leaves nothing of the previous lease's key), and it is read back
+// with the fencing state it belongs to. A result keeps how it was reached.
+TEST_P(StoreConformance, LeaseKeyIsPerClaimAndResultsKeepIterations) {
+  ASSERT_TRUE(store_->create_task(task("t1", {sub("a")})));
+  EXPECT_EQ(store_->get_lease_key("nope").error().code, core::Errc::not_found);
+  auto before = store_->get_lease_key("a");
+  ASSERT_TRUE(before) << before.error().detail;
+  EXPECT_EQ(before->state, SubtaskState::queued);
+  EXPECT_EQ(before->key, "");
+
+  ClaimRequest first = claim_request("agent-1");
+  first.lease_key = "key-of-attempt-1";
+  auto l1 = store_->claim_next(first);
+  ASSERT_TRUE(l1 && l1->has_value());
+  auto k1 = store_->get_lease_key("a");
+  ASSERT_TRUE(k1);
+  EXPECT_EQ(k1->key, "key-of-attempt-1");
+  EXPECT_EQ(k1->state, SubtaskState::leased);
+  EXPECT_EQ(k1->holder, "agent-1");
+  EXPECT_EQ(k1->attempt, 1);
+
+  clock_->advance(10'001);
+  ASSERT_TRUE(store_->expire_leases());
+  auto l2 = store_->claim_next(claim_request("agent-2"));  // in clear
+  ASSERT_TRUE(l2 && l2->has_value());
+  auto k2 = store_->get_lease_key("a");
+  ASSERT_TRUE(k2);
+  EXPECT_EQ(k2->key, "");
+  EXPECT_EQ(k2->holder, "agent-2");
+  EXPECT_EQ(k2->attempt, 2);
+
+  clock_->advance(10'001);
+  ASSERT_TRUE(store_->expire_leases());
+  ClaimRequest third = claim_request("agent-3");
+  third.lease_key = "key-of-attempt-3";
+  auto l3 = store_->claim_next(third);
+  ASSERT_TRUE(l3 && l3->has_value());
+  EXPECT_EQ(store_->get_lease_key("a")->key, "key-of-attempt-3");
+
+  ResultReport rep = report(**l3, "agent-3");
+  rep.iterations = 2;
+  rep.escalated = true;
+  ASSERT_TRUE(store_->record_result(rep));
+  auto res = store_->get_result("a");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->iterations, 2);
+  EXPECT_TRUE(res->escalated);
+  auto listed = store_->list_results("t1");
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->size(), 1U);
+  EXPECT_EQ((*listed)[0].iterations, 2);
+  EXPECT_TRUE((*listed)[0].escalated);
+  // The completed subtask keeps the key of the lease that produced its result (a repeated
+  // encrypted result can still be opened and is then an idempotent duplicate).
+  auto done = store_->get_lease_key("a");
+  EXPECT_EQ(done->state, SubtaskState::completed);
+  EXPECT_EQ(done->holder, "");
+  EXPECT_EQ(done->attempt, 3);
+  EXPECT_EQ(done->key, "key-of-attempt-3");
+}
+
 TEST_P(StoreConformance, CountsResultsAndDiagnostics) {
   AgentRegistration reg;
   reg.info.id = "a1";

@@ -355,10 +355,10 @@ TEST(StoreMigrations, ConcurrentMigratorsOnOneFreshPostgresDatabaseApplyOnce) {
   ASSERT_TRUE(s);
   auto st = (*s)->schema_status();
   ASSERT_TRUE(st);
-  int applied = 0;
-  for (const auto& m : st->migrations) applied += m.applied_at_ms > 0;
-  // Every migration this edgecoder knows is applied (numbers may have gaps).
-  EXPECT_EQ(applied, static_cast<int>(st->migrations.size()));
+  // Every migration the binary has was applied once (versions need not be contiguous).
+  std::size_t applied = 0;
+  for (const auto& m : st->migrations) applied += m.applied_at_ms > 0 ? 1 : 0;
+  EXPECT_EQ(applied, st->migrations.size());
   EXPECT_EQ(st->database_version, st->binary_version);
 }
 
@@ -646,7 +646,13 @@ std::string transcript(Store& store, testing::TestClock& clock) {
     const Lease& lease = **l;
     note("claim", lease.subtask.id + "#" + std::to_string(lease.attempt));
     if (round == 2) continue;  // abandoned: expires later
-    ResultReport rep{lease.subtask.id, req.agent_id, lease.attempt, round != 3, "o", "", 5, {}};
+    ResultReport rep;
+    rep.subtask_id = lease.subtask.id;
+    rep.agent_id = req.agent_id;
+    rep.attempt = lease.attempt;
+    rep.ok = round != 3;
+    rep.output = "o";
+    rep.duration_ms = 5;
     auto r = store.record_result(rep);
     note("result", r ? std::to_string(static_cast<int>(*r)) : err(r.error()));
     auto again = store.record_result(rep);
