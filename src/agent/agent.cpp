@@ -1006,7 +1006,11 @@ struct Agent::Impl {
       sub.id = offer_id;
       sub.language = field(offer, "language", "python");
       sub.input = field(offer, "input", "");
-      out = co_await solve(sub);
+      auto solving = solve(sub);
+      Execution done = co_await std::move(solving);
+      out.ok = done.ok;
+      out.output = std::move(done.output);
+      out.error = std::move(done.error);
     }
     --active;
     const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
