@@ -68,7 +68,7 @@ class ProcessSampler {
           ++now[id];
           const std::string status = slurp("/proc/" + std::to_string(pid) + "/status");
           std::lock_guard<std::mutex> lock(mu_);
-          if (!status.empty()) statuses_.push_back(status);
+          if (!status.empty()) statuses_.emplace_back(id, status);
         }
         std::lock_guard<std::mutex> lock(mu_);
         for (const auto& [id, n] : now) peak_[id] = std::max(peak_[id], n);
@@ -85,16 +85,22 @@ class ProcessSampler {
     std::lock_guard<std::mutex> lock(mu_);
     return peak_.count(run_id) ? peak_[run_id] : 0;
   }
-  std::vector<std::string> statuses() {
+  // The /proc/<pid>/status texts seen of `run_id`'s processes (other tests may run sandboxes at
+  // the same time, as other users).
+  std::vector<std::string> statuses(const std::string& run_id) {
     std::lock_guard<std::mutex> lock(mu_);
-    return statuses_;
+    std::vector<std::string> out;
+    for (const auto& [id, status] : statuses_) {
+      if (id == run_id) out.push_back(status);
+    }
+    return out;
   }
 
  private:
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::map<std::string, int> peak_;
-  std::vector<std::string> statuses_;
+  std::vector<std::pair<std::string, std::string>> statuses_;  // (run id, status)
   std::thread thread_;
 };
 
@@ -153,7 +159,7 @@ TEST_F(Bwrap, ProgramRunsUnprivilegedWithoutCapabilitiesUnderSeccomp) {
   auto r = run_code(*sb, Language::python, "import time\nprint('up', flush=True)\ntime.sleep(2)\n");
   sampler.stop();
   EXPECT_TRUE(r.ok()) << r.stderr_text;
-  const auto seen = sampler.statuses();
+  const auto seen = sampler.statuses(r.run_id);
   ASSERT_FALSE(seen.empty()) << "the sampler never saw the sandboxed program";
   int programs = 0;
   for (const auto& status : seen) {
