@@ -193,6 +193,10 @@ int task_submit(const core::Config& config, const TaskVerb& verb) {
                  verb.language.c_str());
     return 2;
   }
+  // Ctrl-C is caught from here on (before the task id is printed), and acted on once the
+  // submission is answered: the task then keeps running without us.
+  asio::io_context io;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
   Follow f;
   f.target = target(config);
   json body = {{"prompt", verb.prompt}};
@@ -208,12 +212,10 @@ int task_submit(const core::Config& config, const TaskVerb& verb) {
   std::fprintf(stderr, "task %s: %d subtask%s\n", f.task_id.c_str(), f.subtasks,
                f.subtasks == 1 ? "" : "s");
 
-  asio::io_context io;
   net::ClientOptions options;
   options.total_timeout = std::chrono::hours(24 * 365);
   net::HttpClient client(io.get_executor(), options);
   bool detached = false;
-  asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int) {
     if (ec) return;
     detached = true;

@@ -858,6 +858,7 @@ TEST(ControlSecurity, TheBlacklistBlocksEveryAgentRouteAndRemovalIsAChainedAudit
   // Changing a stored event is found by the audit.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((h.data_dir() / "data" / "coordinator.db").c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 30'000);  // the coordinator's sweeper may hold the write lock a moment
   ASSERT_EQ(sqlite3_exec(db,
                          "UPDATE blacklist_events SET record_json = replace(record_json, "
                          "'did not compute', 'did compute') WHERE seq = 1",

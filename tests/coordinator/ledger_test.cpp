@@ -42,6 +42,8 @@ class LedgerTest : public ::testing::TestWithParam<store::Backend> {
     }
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open((h_->data_dir() / "data" / "coordinator.db").c_str(), &db), SQLITE_OK);
+    // The coordinator's sweeper may hold the write lock for a moment: wait for it.
+    sqlite3_busy_timeout(db, 30'000);
     char* msg = nullptr;
     const int rc = sqlite3_exec(db, statement.c_str(), nullptr, nullptr, &msg);
     EXPECT_EQ(rc, SQLITE_OK) << (msg ? msg : "") << " in " << statement;
