@@ -304,12 +304,11 @@ TEST_F(NodeTest, TaskVerbsSubmitShowCancelStatusAndDetach) {
   slow.method = "POST";
   slow.url = "http://127.0.0.1:" + std::to_string(ports.coordinator) + "/tasks";
   slow.headers = {{"x-mesh-token", mesh}, {"content-type", "application/json"}};
-  slow.body =
-      nlohmann::json{
-          {"taskId", "slow"},
-          {"subtasks",
-           {{{"input", "import time\ntime.sleep(4)\nprint('slow done')"}, {"language", "python"}}}}}
-          .dump();
+  slow.body = nlohmann::json{{"taskId", "slow"},
+                             {"subtasks",
+                              {{{"input", "import time\ntime.sleep(25)\nprint('slow done')"},
+                                {"language", "python"}}}}}
+                  .dump();
   auto created = net::fetch(slow);
   ASSERT_TRUE(created && created->status == 201);
   for (auto until = std::chrono::steady_clock::now() + 60s;
@@ -339,6 +338,13 @@ TEST_F(NodeTest, TaskVerbsSubmitShowCancelStatusAndDetach) {
   auto cancelled = run(env, {"task", "cancel", queued_id});
   EXPECT_EQ(cancelled.code, 0) << cancelled.err;
   EXPECT_NE(run(env, {"task", "show", queued_id}).out.find(": cancelled"), std::string::npos);
+  // The slow task (25 s, longer than the steps above take even under ASan) still completes.
+  for (auto until = std::chrono::steady_clock::now() + 120s;
+       run(env, {"task", "show", "slow"}).out.find(": completed") == std::string::npos &&
+       std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(500ms);
+  }
+  EXPECT_NE(run(env, {"task", "show", "slow"}).out.find("slow done"), std::string::npos);
 
   auto unreachable_env = env;
   unreachable_env["COORDINATOR_URL"] = "http://127.0.0.1:" + std::to_string(testing::free_port());
