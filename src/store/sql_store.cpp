@@ -1422,11 +1422,9 @@ class SqlStore final : public Store {
         out = ReserveOutcome::insufficient;
         return {};
       }
-      auto ins = tx.query(
-          "INSERT INTO credit_ledger (tx_id, account_id, kind, amount_millicredits, reason, "
-          "task_id, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-          {e.tx_id, e.account_id, e.kind, e.amount_millicredits, e.reason, e.task_id,
-           e.created_at_ms ? e.created_at_ms : now()});
+      LedgerEntry held = e;
+      if (held.created_at_ms == 0) held.created_at_ms = now();
+      auto ins = append_ledger_tx(tx, held);
       if (!ins) return ins.error();
       auto hold = tx.query(
           "INSERT INTO credit_holds (task_id, account_id, amount_millicredits, created_at_ms) "
@@ -1462,16 +1460,12 @@ class SqlStore final : public Store {
                                    : state == "completed" ? "task failed: refunded"
                                    : state == "cancelled" ? "task cancelled: refunded"
                                                           : "task never created: refunded";
-        const std::string insert =
-            "INSERT INTO credit_ledger (tx_id, account_id, kind, amount_millicredits, reason, "
-            "task_id, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tx_id) DO "
-            "NOTHING";
-        auto release = tx.query(insert, {"release:" + task_id, account, std::string("held_release"),
-                                         -held, reason, task_id, t});
+        auto release = append_ledger_tx(tx, LedgerEntry{0, "release:" + task_id, account,
+                                                        "held_release", -held, reason, task_id, t});
         if (!release) return release.error();
         if (commit) {
-          auto spend = tx.query(insert, {"spend:" + task_id, account, std::string("spend"), held,
-                                         std::string("task completed"), task_id, t});
+          auto spend = append_ledger_tx(tx, LedgerEntry{0, "spend:" + task_id, account, "spend",
+                                                        held, "task completed", task_id, t});
           if (!spend) return spend.error();
           ++out.committed;
         } else {
