@@ -27,17 +27,10 @@ asio::awaitable<net::Response> escalate(ServicePtr svc, net::Request request) {
   if (!parsed) co_return net::Response::error(parsed.error());
   const api::EscalateRequest q = std::move(*parsed);
 
-  net::ClientRequest creq;
-  creq.method = "POST";
-  creq.url = svc->options.inference_url + "/escalate";
-  creq.headers.emplace_back("content-type", "application/json");
-  if (!svc->options.inference_token.empty()) {
-    creq.headers.emplace_back("x-inference-token", svc->options.inference_token);
-  }
-  creq.body =
-      api::to_inference_json(q).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  creq.first_byte_timeout = std::chrono::milliseconds(svc->options.escalate_timeout_ms);
-  creq.total_timeout = std::chrono::milliseconds(svc->options.escalate_timeout_ms);
+  net::ClientRequest creq = inference_request(
+      *svc, "/escalate",
+      api::to_inference_json(q).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+      svc->options.escalate_timeout_ms);
   auto call = svc->http->request(std::move(creq));
   auto resp = co_await std::move(call);
   const std::string where = "inference service at " + svc->options.inference_url;

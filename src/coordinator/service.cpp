@@ -371,6 +371,21 @@ net::Response error_response(int status, std::string_view code, std::string_view
   return net::Response::json(status, body);
 }
 
+net::ClientRequest inference_request(const Service& svc, std::string_view path, std::string body,
+                                     std::int64_t timeout_ms) {
+  net::ClientRequest req;
+  req.method = "POST";
+  req.url = svc.options.inference_url + std::string(path);
+  req.headers.emplace_back("content-type", "application/json");
+  if (!svc.options.inference_token.empty()) {
+    req.headers.emplace_back("x-inference-token", svc.options.inference_token);
+  }
+  req.body = std::move(body);
+  req.first_byte_timeout = std::chrono::milliseconds(timeout_ms);
+  req.total_timeout = std::chrono::milliseconds(timeout_ms);
+  return req;
+}
+
 core::Result<nlohmann::json> json_body(const net::Request& request) {
   if (request.body.empty()) return nlohmann::json::object();
   return net::parse_json_body(request);

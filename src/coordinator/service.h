@@ -222,6 +222,10 @@ net::Response error_response(int status, std::string_view code, std::string_view
                              nlohmann::json extra = nlohmann::json::object());
 // Parses the JSON body (400 on malformed JSON).
 core::Result<nlohmann::json> json_body(const net::Request& request);
+// A POST of `body` to the inference service's `path` (INFERENCE_URL) with x-inference-token and
+// `timeout_ms` as both first-byte and total timeout.
+net::ClientRequest inference_request(const Service& svc, std::string_view path, std::string body,
+                                     std::int64_t timeout_ms);
 // True when the request carries the mesh token (or tokens are off in insecure dev mode).
 bool has_mesh_token(const Service& svc, const net::Request& request);
 // A random RFC 4122 version 4 UUID.

@@ -284,16 +284,8 @@ asio::awaitable<net::Response> task_submit(ServicePtr svc, net::Request request)
   dq.prompt = q.prompt;
   dq.snapshot_ref = q.options.snapshot_ref;
   dq.language = q.options.language;
-  net::ClientRequest creq;
-  creq.method = "POST";
-  creq.url = svc->options.inference_url + "/decompose";
-  creq.headers.emplace_back("content-type", "application/json");
-  if (!svc->options.inference_token.empty()) {
-    creq.headers.emplace_back("x-inference-token", svc->options.inference_token);
-  }
-  creq.body = api::to_json(dq).dump();
-  creq.first_byte_timeout = std::chrono::milliseconds(svc->options.decompose_timeout_ms);
-  creq.total_timeout = std::chrono::milliseconds(svc->options.decompose_timeout_ms);
+  net::ClientRequest creq = inference_request(*svc, "/decompose", api::to_json(dq).dump(),
+                                              svc->options.decompose_timeout_ms);
   auto call = svc->http->request(std::move(creq));
   auto resp = co_await std::move(call);
   std::string failure;
