@@ -300,6 +300,11 @@ int run_node(core::Config config) {
   for (auto& t : pool) {
     t.join();
   }
+  for (auto& l : listeners) {
+    if (l.mounted.on_stopped) {
+      l.mounted.on_stopped();
+    }
+  }
   core::log::info("app", "stopped");
   return 0;
 }

@@ -225,6 +225,9 @@ core::Result<Mounted> mount(const core::Config& config, boost::asio::io_context&
   m.on_drain = [weak] {
     if (auto s = weak.lock()) s->stopping = true;
   };
+  m.on_stopped = [weak] {
+    if (auto s = weak.lock()) s->store->wait_idle();
+  };
   m.state = std::move(svc);
   return m;
 }

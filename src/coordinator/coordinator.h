@@ -31,6 +31,7 @@ struct Mounted {
   std::shared_ptr<void> state;                      // keep alive while serving
   std::function<core::Result<void>()> ready_check;  // the store answers
   std::function<void()> on_drain;                   // stops the sweeper
+  std::function<void()> on_stopped;  // after the loops stopped: waits out store calls in flight
 };
 
 // For tests: a store opened by the caller and a clock (ms since the epoch) to move time.

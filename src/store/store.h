@@ -15,6 +15,8 @@
 // on the store's own thread pool and resumes the coroutine on its original executor.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -382,13 +384,15 @@ class Store : public AgentStore,
           // std::function needs a copyable callable; the handler is move-only.
           auto state =
               std::make_shared<State>(State{std::move(handler), std::move(f), std::move(work)});
-          submit([state] {
+          in_flight_.enter();
+          submit([this, state] {
             auto result = std::make_shared<R>(state->f());
             auto ex = state->guard.get_executor();
             boost::asio::post(ex, [state, result] {
               std::move(state->handler)(std::move(*result));
               state->guard.reset();
             });
+            in_flight_.leave();
           });
         },
         boost::asio::use_awaitable, std::move(fn));
@@ -413,9 +417,10 @@ class Store : public AgentStore,
           };
           auto state = std::make_shared<State>(
               State{std::move(handler), std::move(f), std::move(work), std::nullopt});
+          in_flight_.enter();
           submit_batched(
               [state] { state->result.emplace(state->f()); },
-              [state](core::Result<void> committed) {
+              [this, state](core::Result<void> committed) {
                 if (!state->result) {  // never ran, or threw
                   state->result.emplace(committed ? core::Error(core::Errc::internal,
                                                                 "the store call did not complete")
@@ -428,16 +433,39 @@ class Store : public AgentStore,
                   std::move(state->handler)(std::move(*state->result));
                   state->guard.reset();
                 });
+                in_flight_.leave();
               });
         },
         boost::asio::use_awaitable, std::move(fn));
   }
+
+  // Blocks until no run() or run_write() call is in flight. Call it once the loops that await
+  // those calls have stopped, before their io_context is destroyed: a call that finished later
+  // would post its completion into a destroyed loop.
+  void wait_idle() { in_flight_.wait_zero(); }
 
   // Runs `job` on the store's thread pool (what run() builds on).
   virtual void submit(std::function<void()> job) = 0;
   // What run_write() builds on: runs `call`, then `committed` once its writes are durable.
   virtual void submit_batched(std::function<void()> call,
                               std::function<void(core::Result<void>)> committed) = 0;
+
+ private:
+  // How many run()/run_write() calls have not yet posted their completion.
+  class InFlight {
+   public:
+    void enter() { count_.fetch_add(1); }
+    void leave() {
+      if (count_.fetch_sub(1) == 1) count_.notify_all();
+    }
+    void wait_zero() {
+      for (auto n = count_.load(); n != 0; n = count_.load()) count_.wait(n);
+    }
+
+   private:
+    std::atomic<std::size_t> count_{0};
+  };
+  InFlight in_flight_;
 };
 
 struct StoreOptions {

@@ -66,6 +66,7 @@ class ControlPlane {
     server_->shutdown();
     io_.stop();
     for (auto& t : threads_) t.join();
+    store_->wait_idle();  // no store call may complete into the loop once it is gone
     server_.reset();
     mounted_.reset();
   }

@@ -119,6 +119,7 @@ Harness::~Harness() {
   fake_->shutdown();
   io_.stop();
   for (auto& t : threads_) t.join();
+  store_->wait_idle();  // no store call may complete into the loop once it is gone
   server_.reset();
   fake_.reset();
   mounted_.reset();
