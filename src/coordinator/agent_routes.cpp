@@ -24,11 +24,6 @@ asio::awaitable<std::optional<std::string>> blacklisted(ServicePtr svc, std::str
   co_return co_await std::move(call);
 }
 
-net::Response blacklisted_response(const std::string& agent_id, const std::string& reason) {
-  return error_response(403, "agent_blacklisted", "agent " + agent_id + " is blacklisted",
-                        {{"blacklisted", true}, {"reason", reason}});
-}
-
 // Checks the request's Ed25519 signature (agent_security.cpp); nullopt = go on.
 // Not a coroutine: the request is read before the caller awaits.
 asio::awaitable<std::optional<net::Response>> check_signature(ServicePtr svc,
@@ -110,10 +105,8 @@ asio::awaitable<net::Response> agent_register(ServicePtr svc, net::Request reque
                              "/register needs x-mesh-token or a registrationToken");
   }
   {
-    auto check = blacklisted(svc, q.agent_id);
-    if (auto reason = co_await std::move(check)) {
-      co_return blacklisted_response(q.agent_id, *reason);
-    }
+    auto check = refuse_blacklisted(svc, q.agent_id);
+    if (auto refused = co_await std::move(check)) co_return std::move(*refused);
   }
   store::AgentRegistration reg;
   reg.info.id = q.agent_id;
@@ -347,10 +340,8 @@ asio::awaitable<net::Response> agent_result(ServicePtr svc, net::Request request
   }
   if (auto refused = refuse_agent(*svc, *agent)) co_return std::move(*refused);
   {
-    auto check = blacklisted(svc, agent_id);
-    if (auto reason = co_await std::move(check)) {
-      co_return blacklisted_response(agent_id, *reason);
-    }
+    auto check = refuse_blacklisted(svc, agent_id);
+    if (auto refused = co_await std::move(check)) co_return std::move(*refused);
   }
   if (parsed->encrypted) {
     const std::string subtask_id = parsed->subtask_id;
@@ -436,6 +427,10 @@ asio::awaitable<net::Response> agent_release(ServicePtr svc, net::Request reques
     auto check = check_signature(svc, request, parsed->agent_id);
     if (auto refused = co_await std::move(check)) co_return std::move(*refused);
   }
+  {
+    auto check = refuse_blacklisted(svc, parsed->agent_id);
+    if (auto refused = co_await std::move(check)) co_return std::move(*refused);
+  }
   store::ReleaseRequest rel;
   rel.agent_id = parsed->agent_id;
   rel.subtask_id = parsed->subtask_id;
@@ -458,6 +453,10 @@ asio::awaitable<net::Response> agent_post_diagnostics(ServicePtr svc, net::Reque
   if (!body) co_return net::Response::error(body.error());
   auto parsed = api::parse_diagnostics(*body);
   if (!parsed) co_return net::Response::error(parsed.error());
+  {
+    auto check = refuse_blacklisted(svc, parsed->agent_id);
+    if (auto refused = co_await std::move(check)) co_return std::move(*refused);
+  }
   std::vector<store::DiagnosticEvent> events;
   for (const auto& e : parsed->events) {
     events.push_back(store::DiagnosticEvent{0, e.event_at_ms, e.message, parsed->source});
@@ -495,6 +494,15 @@ asio::awaitable<net::Response> agent_get_diagnostics(ServicePtr svc, net::Reques
 }
 
 }  // namespace detail
+
+asio::awaitable<std::optional<net::Response>> refuse_blacklisted(ServicePtr svc,
+                                                                 std::string agent_id) {
+  auto check = detail::blacklisted(svc, agent_id);
+  auto reason = co_await std::move(check);
+  if (!reason) co_return std::nullopt;
+  co_return error_response(403, "agent_blacklisted", "agent " + agent_id + " is blacklisted",
+                           {{"blacklisted", true}, {"reason", *reason}});
+}
 
 void add_agent_routes(net::Router& router, ServicePtr svc) {
   router.add("POST", "/register",

@@ -26,6 +26,10 @@ asio::awaitable<net::Response> escalate(ServicePtr svc, net::Request request) {
   auto parsed = api::parse_escalate(*body);
   if (!parsed) co_return net::Response::error(parsed.error());
   const api::EscalateRequest q = std::move(*parsed);
+  {
+    auto check = refuse_blacklisted(svc, q.agent_id);
+    if (auto refused = co_await std::move(check)) co_return std::move(*refused);
+  }
 
   net::ClientRequest creq = inference_request(
       *svc, "/escalate",

@@ -305,6 +305,9 @@ core::Result<core::crypto::Ed25519KeyPair> load_or_create_signing_key(
     const std::filesystem::path& data_dir);
 // "<reasonCode>: <reason>" when the agent is blacklisted now (runs on the store's thread).
 std::optional<std::string> blacklist_reason(store::Store& st, const std::string& agent_id);
+// 403 agent_blacklisted ({blacklisted, reason}) when the agent is blacklisted now; nullopt = go on.
+asio::awaitable<std::optional<net::Response>> refuse_blacklisted(ServicePtr svc,
+                                                                 std::string agent_id);
 
 // Appends an "add" event for the agent to the signed blacklist chain on behalf of behaviour
 // monitoring (reporterId and reportedBy "behavioral_monitoring"), through the same path as an

@@ -296,6 +296,16 @@ TEST_P(AgentSecurityTest, RepeatedSignatureFailuresBlacklistTheAgentThroughTheSi
   auto reg = h->post("/register", {{"agentId", a.id}, {"os", "debian"}, {"version", "1"}});
   EXPECT_EQ(reg.status, 403);
   EXPECT_EQ(reg.body.value("error", ""), "agent_blacklisted");
+  for (const auto& [path, body] : std::vector<std::pair<std::string, json>>{
+           {"/release", {{"agentId", a.id}, {"subtaskId", "s"}, {"reason", "shutdown"}}},
+           {"/agent/diagnostics",
+            {{"agentId", a.id}, {"events", json::array({{{"eventAtMs", 1}, {"message", "m"}}})}}},
+           {"/escalate",
+            {{"taskId", "t"}, {"agentId", a.id}, {"task", "x"}, {"failedCode", "y"}}}}) {
+    auto refused = signed_post(*h, a, path, body);
+    EXPECT_EQ(refused.status, 403) << path << " " << refused.text;
+    EXPECT_EQ(refused.body.value("error", ""), "agent_blacklisted") << path;
+  }
   // Further failures do not add events.
   signed_post(*h, wrong, "/heartbeat", beat);
   EXPECT_EQ(h->admin_get("/security/blacklist/audit").body["events"].size(), 1u);
