@@ -301,7 +301,11 @@ TEST_P(AgentSecurityTest, RepeatedSignatureFailuresBlacklistTheAgentThroughTheSi
            {"/agent/diagnostics",
             {{"agentId", a.id}, {"events", json::array({{{"eventAtMs", 1}, {"message", "m"}}})}}},
            {"/escalate",
-            {{"taskId", "t"}, {"agentId", a.id}, {"task", "x"}, {"failedCode", "y"}}}}) {
+            {{"taskId", "t"},
+             {"agentId", a.id},
+             {"task", "x"},
+             {"failedCode", "y"},
+             {"language", "python"}}}}) {
     auto refused = signed_post(*h, a, path, body);
     EXPECT_EQ(refused.status, 403) << path << " " << refused.text;
     EXPECT_EQ(refused.body.value("error", ""), "agent_blacklisted") << path;

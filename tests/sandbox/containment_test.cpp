@@ -442,6 +442,7 @@ constexpr const char* kResilientBomb =
 
 TEST_F(Bwrap, ForkBombIsContained) {
   options_.limits.max_processes = 16;
+  if (::geteuid() == 0) options_.uid = options_.gid = private_uid();
   options_.limits.wall_timeout = std::chrono::milliseconds(4000);
   auto sb = sandbox();
   ASSERT_TRUE(sb);
@@ -467,6 +468,7 @@ TEST_F(Bwrap, ForkBombIsContained) {
 // Each run's process budget is its own: a bomb under the same host uid does not make the
 // forks of runs beside it fail.
 TEST_F(Bwrap, AForkBombDoesNotStarveConcurrentRuns) {
+  if (::geteuid() == 0) options_.uid = options_.gid = private_uid();
   Options bomb_options = options_;
   bomb_options.limits.max_processes = 64;
   bomb_options.limits.wall_timeout = std::chrono::milliseconds(6000);
