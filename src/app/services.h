@@ -11,19 +11,13 @@
 
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/mounted.h"
 #include "core/result.h"
 #include "net/router.h"
 
 namespace edgecoder::app {
 
-struct MountedService {
-  std::shared_ptr<void> state;                      // kept alive until the node has stopped
-  std::function<core::Result<void>()> ready_check;  // empty = ready whenever not draining
-  std::function<void()> on_drain;                   // called once when the node starts to stop
-  // Called after every loop has stopped, before the loops are destroyed (waits for the work the
-  // service handed to other threads, such as store calls, to finish).
-  std::function<void()> on_stopped;
-};
+using MountedService = core::Mounted;
 
 // Adds the service's own routes (not /health, /ready, /metrics) to `router`. A service that
 // cannot start (for example its store cannot be opened) returns an error that names the cause;

@@ -21,18 +21,16 @@
 
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/mounted.h"
 #include "core/result.h"
 #include "net/router.h"
 #include "store/store.h"
 
 namespace edgecoder::control {
 
-struct Mounted {
-  std::shared_ptr<void> state;                      // keep alive while serving
-  std::function<core::Result<void>()> ready_check;  // the store answers
-  std::function<void()> on_drain;                   // stops the rollout reconciler
-  std::function<void()> on_stopped;  // after the loops stopped: waits out store calls in flight
-};
+// ready_check: the store answers; on_drain stops the rollout reconciler; on_stopped waits out
+// store calls.
+using Mounted = core::Mounted;
 
 // For tests: a store opened by the caller and a clock (ms since the epoch).
 struct MountOverrides {

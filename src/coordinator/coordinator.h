@@ -21,18 +21,15 @@
 
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/mounted.h"
 #include "core/result.h"
 #include "net/router.h"
 #include "store/store.h"
 
 namespace edgecoder::coordinator {
 
-struct Mounted {
-  std::shared_ptr<void> state;                      // keep alive while serving
-  std::function<core::Result<void>()> ready_check;  // the store answers
-  std::function<void()> on_drain;                   // stops the sweeper
-  std::function<void()> on_stopped;  // after the loops stopped: waits out store calls in flight
-};
+// ready_check: the store answers; on_drain stops the sweeper; on_stopped waits out store calls.
+using Mounted = core::Mounted;
 
 // For tests: a store opened by the caller and a clock (ms since the epoch) to move time.
 struct MountOverrides {

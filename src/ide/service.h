@@ -35,6 +35,7 @@
 
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/mounted.h"
 #include "core/result.h"
 #include "model/provider.h"
 #include "net/router.h"
@@ -107,11 +108,7 @@ class IdeService {
   std::shared_ptr<Impl> impl_;
 };
 
-struct Mounted {
-  std::shared_ptr<void> state;
-  std::function<core::Result<void>()> ready_check;
-  std::function<void()> on_drain;
-};
+using Mounted = core::Mounted;
 
 // What the node calls (app/services.cpp).
 core::Result<Mounted> mount(const core::Config& config, asio::io_context& io, net::Router& router,

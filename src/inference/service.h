@@ -27,6 +27,7 @@
 
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/mounted.h"
 #include "core/result.h"
 #include "inference/auth.h"
 #include "model/provider.h"
@@ -81,11 +82,7 @@ class InferenceService {
   std::shared_ptr<Impl> impl_;
 };
 
-struct Mounted {
-  std::shared_ptr<void> state;
-  std::function<core::Result<void>()> ready_check;
-  std::function<void()> on_drain;
-};
+using Mounted = core::Mounted;
 
 // What the node calls (app/services.cpp): options from the configuration, the service on `io`,
 // its routes on `router`.
