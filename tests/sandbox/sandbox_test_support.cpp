@@ -18,9 +18,12 @@
 
 namespace edgecoder::sandbox::testing {
 
+uid_t private_uid() { return 61000 + static_cast<uid_t>(::getpid() % 3000); }
+
 Options test_options(Mode mode) {
   Options o;
   o.mode = mode;
+  if (mode == Mode::process && ::geteuid() == 0) o.uid = o.gid = private_uid();
   o.limits.wall_timeout = std::chrono::milliseconds(30'000);
   o.limits.cpu_seconds = 30;
   o.limits.memory_mb = 512;
