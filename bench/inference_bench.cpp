@@ -52,6 +52,7 @@
 #include "inference/service.h"
 #include "model/fake_model_server.h"
 #include "net/client.h"
+#include "net/event_loop.h"
 #include "net/server.h"
 #include "net/standard_routes.h"
 #include "net/stream_parsers.h"
@@ -204,9 +205,9 @@ Samples run_round(const std::string& url, bool relay, Relay kind, int streams) {
 struct RelayNode {
   // Event loops beyond `io`, one thread each, as the node runs them (EDGECODER_THREADS);
   // declared first so that they outlive `io` (an accept pending there holds one of their sockets).
-  std::vector<std::unique_ptr<asio::io_context>> extra_loops;
+  std::vector<std::unique_ptr<net::EventLoop>> extra_loops;
   core::metrics::Registry registry;
-  asio::io_context io;
+  net::EventLoop io;
   std::shared_ptr<inference::InferenceService> service;
   std::shared_ptr<ide::IdeService> ide_service;
   std::unique_ptr<net::HttpServer> server;
@@ -255,7 +256,7 @@ struct RelayNode {
     server = std::make_unique<net::HttpServer>(io, server_options, std::move(router), &registry);
     std::vector<asio::io_context*> connection_loops = {&io};
     for (int i = 1; i < loops; ++i) {
-      extra_loops.push_back(std::make_unique<asio::io_context>(1));
+      extra_loops.push_back(std::make_unique<net::EventLoop>(1));
       connection_loops.push_back(extra_loops.back().get());
     }
     server->spread_connections(connection_loops);
@@ -282,6 +283,8 @@ struct RelayNode {
     io.stop();
     for (auto& loop : extra_loops) loop->stop();
     for (auto& t : threads) t.join();
+    io.shutdown();  // every loop's pending work goes before any loop does (net/event_loop.h)
+    for (auto& loop : extra_loops) loop->shutdown();
   }
 };
 

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/sd_notify.h"
+#include "net/event_loop.h"
 #include "net/server.h"
 #include "net/standard_routes.h"
 
@@ -182,14 +183,19 @@ int run_node(core::Config config) {
   // One io_context per thread: `io` (this thread) runs signals, timers, accept loops and the
   // services' own work; connections are spread over all of them so a request never hops threads.
   // The extra loops are declared first so that they outlive `io`: an accept still pending on
-  // `io` at exit holds a socket that belongs to one of them.
-  std::vector<std::unique_ptr<asio::io_context>> extra_loops;
-  asio::io_context io(1);
+  // `io` at exit holds a socket that belongs to one of them. `shutdown_loops`, declared after
+  // them and before everything that runs on them, destroys all their pending work before any
+  // of them goes (net/event_loop.h).
+  std::vector<std::unique_ptr<net::EventLoop>> extra_loops;
+  net::EventLoop io(1);
   std::vector<asio::io_context*> connection_loops = {&io};
+  std::vector<net::EventLoop*> all_loops = {&io};
   for (int i = 1; i < threads; ++i) {
-    extra_loops.push_back(std::make_unique<asio::io_context>(1));
+    extra_loops.push_back(std::make_unique<net::EventLoop>(1));
     connection_loops.push_back(extra_loops.back().get());
+    all_loops.push_back(extra_loops.back().get());
   }
+  const net::LoopsShutdown shutdown_loops(std::move(all_loops));
 
   // Catch stop signals before any port is open: one that arrives during start-up is handled
   // (a clean stop) once the loop runs.

@@ -29,16 +29,10 @@ constexpr const char* kToken = "e2e-inference-token-0123456789";
 class InferenceE2eTest : public ::testing::Test {
  protected:
   std::map<std::string, std::string> env() {
-    return {{"EDGE_RUNTIME_MODE", "inference"},
-            {"INFERENCE_PORT", std::to_string(port_)},
-            {"INFERENCE_AUTH_TOKEN", kToken},
-            {"EDGECODER_DATA_DIR", (dir_.path() / "data").string()},
-            {"HOME", dir_.path().string()},
-            {"MODEL_HEALTH_INTERVAL_MS", "200"},
-            // One event loop: with several, the node's shutdown (node.cpp, 2026-11-27) destroys the
-            // extra io_contexts before the main one, whose pending accept still holds a socket of
-            // an extra loop: a use-after-free under ASan in every mode, not in this service.
-            {"EDGECODER_THREADS", "1"}};
+    return {
+        {"EDGE_RUNTIME_MODE", "inference"}, {"INFERENCE_PORT", std::to_string(port_)},
+        {"INFERENCE_AUTH_TOKEN", kToken},   {"EDGECODER_DATA_DIR", (dir_.path() / "data").string()},
+        {"HOME", dir_.path().string()},     {"MODEL_HEALTH_INTERVAL_MS", "200"}};
   }
   std::unique_ptr<testing::ChildProcess> start(std::map<std::string, std::string> e) {
     testing::ChildOptions options;
@@ -158,6 +152,38 @@ TEST_F(InferenceE2eTest, OllamaProviderRelaysChatAndReportsReadiness) {
     if (ready != 503) std::this_thread::sleep_for(50ms);
   }
   EXPECT_EQ(ready, 503);
+  stop(*node);
+}
+
+// Several event loops, and model-server bodies still open after each answer ended (the fake
+// holds back the end of its body, which the provider reads after replying): stopping destroys
+// that pending work on every loop. Destroying one loop's work posts to another loop, so no loop
+// may be gone before all are shut down; that was a heap-use-after-free at exit (ASan abort).
+TEST_F(InferenceE2eTest, StopsCleanlyWithSeveralLoopsWhileModelBodiesAreStillOpen) {
+  const std::uint16_t model_port = testing::free_port();
+  auto e = env();
+  e["EDGECODER_THREADS"] = "4";
+  e["LOCAL_MODEL_PROVIDER"] = "ollama";
+  e["OLLAMA_HOST"] = "127.0.0.1:" + std::to_string(model_port);
+  e["OLLAMA_MODEL"] = "qwen2.5-coder:7b";
+  auto node = start(e);
+  ASSERT_TRUE(testing::wait_for_port(port_, 60s)) << node->stderr_text();
+  testing::FakeBehaviour held;
+  held.stall_after_final = 120s;
+  testing::FakeModelServer fake(testing::FakeModelServer::Flavor::ollama, held, model_port);
+  int ready = 0;
+  for (int i = 0; i < 300 && ready != 200; ++i) {
+    ready = call("GET", "/ready", nullptr, std::nullopt).status;
+    if (ready != 200) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(ready, 200);
+  for (int i = 0; i < 8; ++i) {  // a new connection each: they are spread over the loops
+    const auto r =
+        call("POST", "/chat", json{{"messages", {{{"role", "user"}, {"content", "hi"}}}}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_NE(r.body.find("data: [DONE]"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(fake.requests_to("/api/chat").size(), 8U);
   stop(*node);
 }
 
