@@ -585,6 +585,40 @@ asio::awaitable<void> fetch_into(HttpClient* client, ClientRequest request,
   out->emplace(std::move(result));
 }
 
+// TLS settings shared by every client with the same CA file and verification. Loading the
+// system's CA bundle costs 15-20 ms of CPU, too much to pay per client (the model provider makes
+// one per event loop, the IDE provider one per mesh call); an SSL_CTX may be used by several
+// threads once configured. A CA file that cannot be loaded is not cached: the next client tries
+// again.
+struct ClientTls {
+  ssl::context context{ssl::context::tls_client};  // configured once, then only read
+  std::optional<core::Error> setup_error;          // set when ca_file cannot be loaded
+};
+
+std::shared_ptr<ClientTls> shared_client_tls(const ClientOptions& options) {
+  static std::mutex mu;
+  static std::map<std::pair<std::string, bool>, std::shared_ptr<ClientTls>> cache;  // guarded
+  const auto key = std::make_pair(options.ca_file ? options.ca_file->string() : std::string(),
+                                  options.verify_peer);
+  std::lock_guard lock(mu);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  auto tls = std::make_shared<ClientTls>();
+  SSL_CTX_set_min_proto_version(tls->context.native_handle(), TLS1_2_VERSION);
+  beast::error_code ec;
+  tls->context.set_default_verify_paths(ec);  // an empty system store only limits whom we trust
+  if (options.ca_file) {
+    tls->context.load_verify_file(options.ca_file->string(), ec);
+    if (ec) {
+      tls->setup_error = core::make_error(
+          core::Errc::invalid_argument,
+          "cannot load ca_file " + options.ca_file->string() + ": " + ec.message());
+    }
+  }
+  tls->context.set_verify_mode(options.verify_peer ? ssl::verify_peer : ssl::verify_none);
+  if (!tls->setup_error) cache.emplace(key, tls);
+  return tls;
+}
+
 // The state and logic behind HttpClient (HttpClient::Impl is this, named so the helpers above
 // stay unqualified). Shared with running exchanges; thread-safe through the pool's mutex.
 class ClientCore {
@@ -592,19 +626,13 @@ class ClientCore {
   ClientCore(asio::any_io_executor ex, ClientOptions opts)
       : executor(std::move(ex)),
         options(std::move(opts)),
-        pool(std::make_shared<ConnectionPool>(options.max_idle_per_host, options.idle_ttl)) {
-    SSL_CTX_set_min_proto_version(ssl_context.native_handle(), TLS1_2_VERSION);
-    beast::error_code ec;
-    ssl_context.set_default_verify_paths(ec);  // an empty system store only limits whom we trust
-    if (options.ca_file) {
-      ssl_context.load_verify_file(options.ca_file->string(), ec);
-      if (ec) {
-        tls_setup_error = core::make_error(
-            core::Errc::invalid_argument,
-            "cannot load ca_file " + options.ca_file->string() + ": " + ec.message());
-      }
-    }
-    ssl_context.set_verify_mode(options.verify_peer ? ssl::verify_peer : ssl::verify_none);
+        pool(std::make_shared<ConnectionPool>(options.max_idle_per_host, options.idle_ttl)) {}
+
+  // The TLS settings, fetched on the first https:// or wss:// request: a plain-HTTP client
+  // never loads the CA bundle.
+  ClientTls& tls() {
+    std::call_once(tls_once_, [this] { tls_ = shared_client_tls(options); });
+    return *tls_;
   }
 
   asio::awaitable<core::Result<std::vector<tcp::endpoint>>> resolve(ClientUrl url,
@@ -617,9 +645,11 @@ class ClientCore {
 
   const asio::any_io_executor executor;
   const ClientOptions options;
-  ssl::context ssl_context{ssl::context::tls_client};  // configured once, then only read
-  std::optional<core::Error> tls_setup_error;          // set when ca_file cannot be loaded
   const std::shared_ptr<ConnectionPool> pool;
+
+ private:
+  std::once_flag tls_once_;
+  std::shared_ptr<ClientTls> tls_;  // set once, by tls()
 };
 
 asio::awaitable<core::Result<std::vector<tcp::endpoint>>> ClientCore::resolve(ClientUrl url,
@@ -666,7 +696,7 @@ asio::awaitable<core::Result<std::unique_ptr<ClientConnection>>> ClientCore::con
   beast::error_code ignored;
   conn->tcp().socket().set_option(tcp::no_delay(true), ignored);  // streamed requests are small
   if (url.tls) {
-    conn->start_tls(ssl_context, url.host, options.verify_peer);
+    conn->start_tls(tls().context, url.host, options.verify_peer);
     conn->tcp().expires_at(deadline.at);
     auto [hec] = co_await conn->handshake();
     if (hec) {
@@ -686,7 +716,7 @@ asio::awaitable<core::Result<ClientExchange>> ClientCore::exchange(ClientRequest
                                                                    bool buffered) {
   auto url = parse_url(request.url, false);
   if (!url) co_return url.error();
-  if (url->tls && tls_setup_error) co_return *tls_setup_error;
+  if (url->tls && tls().setup_error) co_return *tls().setup_error;
   const bool head_request = request.method == "HEAD";
   const bool idempotent = is_idempotent(request.method);
   auto message = build_request(request, *url);
@@ -746,7 +776,7 @@ asio::awaitable<core::Result<std::unique_ptr<WebSocket>>> ClientCore::open_webso
     std::string url_text, Headers headers) {
   auto url = parse_url(url_text, true);
   if (!url) co_return url.error();
-  if (url->tls && tls_setup_error) co_return *tls_setup_error;
+  if (url->tls && tls().setup_error) co_return *tls().setup_error;
   for (const auto& [name, value] : headers) {
     if (!is_token(name) || has_crlf(value)) {
       co_return core::make_error(core::Errc::invalid_argument, "invalid header " + name);

@@ -1139,6 +1139,20 @@ TEST_F(HttpClientTlsTest, MissingCaFileIsInvalidArgument) {
   ASSERT_FALSE(result);
   EXPECT_EQ(result.error().code, core::Errc::invalid_argument);
   EXPECT_NE(result.error().detail.find("ca_file"), std::string::npos) << result.error().detail;
+
+  // TLS settings are shared between clients with the same options, but a failed load is not
+  // kept: once the file exists, a new client with the same options trusts it.
+  std::filesystem::copy_file(dir_.path() / "ca.pem", dir_.path() / "absent.pem");
+  WsSeen seen;
+  Served server(echo_router(&seen), tls_files(dir_.path(), "server"));
+  ASSERT_TRUE(server.ok()) << server.error();
+  HttpClient later(io.get_executor(), options);
+  auto ok = run(io, later.request(get(url(server.port(), "/hello", "https", "localhost"))));
+  ASSERT_TRUE(ok) << ok.error().detail;
+  EXPECT_EQ(ok->body, "hi");
+  HttpClient sharing(io.get_executor(), options);
+  auto again = run(io, sharing.request(get(url(server.port(), "/hello", "https", "localhost"))));
+  ASSERT_TRUE(again) << again.error().detail;
 }
 
 }  // namespace
