@@ -177,6 +177,10 @@ class SqliteConn final : public Tx {
 void SqliteConnDeleter::operator()(SqliteConn* conn) const { delete conn; }
 
 core::Result<SqliteConnPtr> sqlite_connect(const std::filesystem::path& file, bool create) {
+  // Memory statistics take a process-wide mutex on every SQLite allocation; nothing reads them.
+  // Settable only before SQLite initialises (the first open); later calls change nothing.
+  static std::once_flag configured;
+  std::call_once(configured, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
   int rc = sqlite3_open_v2(file.c_str(), &db, flags, nullptr);
