@@ -22,10 +22,11 @@
 // summary is the median over runs of each figure.
 //
 // Threads: fake server 1, bench client 1, relay (server + its model client) --relay-threads
-// event loops (default 1; the node runs min(cores, 4), connections spread over them).
+// event loops (default: what the node runs by default, min(cores, 4); connections are spread
+// over them).
 //
 //   inference_bench [--relay inference|ide] [--runs 3] [--streams 1,50] [--tokens 64]
-//                   [--interval-ms 10] [--relay-threads 1]
+//                   [--interval-ms 10] [--relay-threads N]
 #include <pthread.h>
 
 #include <algorithm>
@@ -75,7 +76,7 @@ struct BenchArgs {
   std::vector<int> streams = {1, 50};
   int tokens = 64;
   int interval_ms = 10;
-  int relay_threads = 1;
+  int relay_threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
 };
 
 struct Samples {
@@ -361,8 +362,8 @@ int main(int argc, char** argv) {
     }
   }
   core::log::init(core::log::Level::error);
-  std::printf("tokens/stream=%d interval=%d ms runs=%d (times in ms)\n", args.tokens,
-              args.interval_ms, args.runs);
+  std::printf("tokens/stream=%d interval=%d ms runs=%d relay threads=%d (times in ms)\n",
+              args.tokens, args.interval_ms, args.runs, args.relay_threads);
   for (int streams : args.streams) {
     std::vector<Figures> runs;
     for (int r = 0; r < args.runs; ++r) {
