@@ -3,6 +3,7 @@
 // Thread-safety: as io_context; shut a loop down only after every thread running it returned.
 #pragma once
 
+#include <utility>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
