@@ -680,10 +680,9 @@ TEST_F(NodeTest, DoctorSaysWhatToFixAndExitsOneUntilNothingIs) {
   auto env = node_env(ports);
   env["EDGE_RUNTIME_MODE"] = "agent";
   env["SANDBOX_MODE"] = "process";
-  // Process mode's RLIMIT_NPROC counts every process of its uid: as root, use one no other
-  // concurrent test runs as (other tests' sandboxes run as 65534).
-  if (::geteuid() == 0)
-    env["SANDBOX_UID"] = env["SANDBOX_GID"] = std::to_string(62000 + ::getpid() % 3000);
+  // Process mode's RLIMIT_NPROC counts every process of its uid: as root, use one of our own.
+  const std::string sandbox_uid = std::to_string(testing::private_uid());
+  if (::geteuid() == 0) env["SANDBOX_UID"] = env["SANDBOX_GID"] = sandbox_uid;
   env["LOCAL_MODEL_PROVIDER"] = "ollama";
   env["OLLAMA_HOST"] = "http://127.0.0.1:" + std::to_string(nothing);
   env["COORDINATOR_URL"] = "http://127.0.0.1:" + std::to_string(nothing);
@@ -717,7 +716,7 @@ TEST_F(NodeTest, DoctorSaysWhatToFixAndExitsOneUntilNothingIs) {
   // The all-in-one node reads its store without creating or migrating it.
   auto all = node_env(ports);
   all["SANDBOX_MODE"] = "process";
-  if (env.count("SANDBOX_UID")) all["SANDBOX_UID"] = all["SANDBOX_GID"] = env["SANDBOX_UID"];
+  if (::geteuid() == 0) all["SANDBOX_UID"] = all["SANDBOX_GID"] = sandbox_uid;
   auto store = run(all, {"doctor"});
   EXPECT_EQ(store.code, 0) << store.out << store.err;
   EXPECT_NE(store.out.find("ok    store"), std::string::npos) << store.out;

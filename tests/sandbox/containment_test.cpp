@@ -31,10 +31,10 @@ namespace edgecoder::sandbox {
 namespace {
 
 namespace stdfs = std::filesystem;
+using edgecoder::testing::private_uid;
 using edgecoder::testing::TempDir;
 using testing::LoopbackListener;
 using testing::make_test_sandbox;
-using testing::private_uid;
 using testing::processes_of_run;
 using testing::run_code;
 using testing::sandboxed_processes;

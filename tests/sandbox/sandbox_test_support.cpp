@@ -16,14 +16,14 @@
 #include <mutex>
 #include <sstream>
 
-namespace edgecoder::sandbox::testing {
+#include "support/child_process.h"
 
-uid_t private_uid() { return 61000 + static_cast<uid_t>(::getpid() % 3000); }
+namespace edgecoder::sandbox::testing {
 
 Options test_options(Mode mode) {
   Options o;
   o.mode = mode;
-  if (mode == Mode::process && ::geteuid() == 0) o.uid = o.gid = private_uid();
+  if (mode == Mode::process && ::geteuid() == 0) o.uid = o.gid = edgecoder::testing::private_uid();
   o.limits.wall_timeout = std::chrono::milliseconds(30'000);
   o.limits.cpu_seconds = 30;
   o.limits.memory_mb = 512;

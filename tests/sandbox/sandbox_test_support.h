@@ -18,13 +18,10 @@
 
 namespace edgecoder::sandbox::testing {
 
-// An unused host uid, one per test process, for runs that must not share RLIMIT_NPROC with
-// concurrent tests (ctest runs each test in its own process, several at once).
-uid_t private_uid();
-
 // Limits for tests: generous deadlines (ASan builds are slow; 5x margin), small enough caps.
-// As root, process mode runs as private_uid(): without a user namespace its RLIMIT_NPROC counts
-// every process and thread of the host uid, including other tests' bwrap runs as `nobody`.
+// As root, process mode runs as testing::private_uid() (support/child_process.h): without a user
+// namespace its RLIMIT_NPROC counts every process and thread of the host uid, including other
+// tests' bwrap runs as `nobody`.
 Options test_options(Mode mode);
 
 // A sandbox for `options`, reusing one probe per mode (the probe's trial runs are what cost).

@@ -52,6 +52,8 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+uid_t private_uid() { return 61000 + static_cast<uid_t>(::getpid() % 3000); }
+
 std::uint16_t free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};

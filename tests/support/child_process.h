@@ -35,6 +35,11 @@ bool port_open(std::uint16_t port);
 // Polls until port_open(port) or the deadline passes.
 bool wait_for_port(std::uint16_t port, std::chrono::milliseconds deadline);
 
+// An unused host uid, one per test process, for sandboxed runs (as root) that must not share
+// RLIMIT_NPROC with concurrent tests: ctest runs each test in its own process, several at once,
+// and the sandboxes of other tests run as 65534.
+uid_t private_uid();
+
 struct ChildOptions {
   std::vector<std::string> args;           // argv[1..]
   std::map<std::string, std::string> env;  // the whole environment (plus PATH and HOME)
