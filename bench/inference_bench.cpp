@@ -76,7 +76,7 @@ struct BenchArgs {
   std::vector<int> streams = {1, 50};
   int tokens = 64;
   int interval_ms = 10;
-  int relay_threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  int relay_threads = net::default_loop_count();
 };
 
 struct Samples {

@@ -1,6 +1,5 @@
 #include "app/node.h"
 
-#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -177,9 +176,7 @@ int run_node(core::Config config) {
   core::metrics::Registry registry;
   core::metrics::add_process_metrics(registry);
   auto draining = std::make_shared<std::atomic<bool>>(false);
-  const int threads = config.threads > 0
-                          ? config.threads
-                          : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  const int threads = config.threads > 0 ? config.threads : net::default_loop_count();
   // One io_context per thread: `io` (this thread) runs signals, timers, accept loops and the
   // services' own work; connections are spread over all of them so a request never hops threads.
   // The extra loops are declared first so that they outlive `io`: an accept still pending on

@@ -1,14 +1,22 @@
-// EventLoop: an io_context whose pending work can be destroyed before the context itself, and
-// LoopsShutdown, which does that for a set of loops when it goes out of scope.
+// EventLoop: an io_context whose pending work can be destroyed before the context itself,
+// LoopsShutdown, which does that for a set of loops when it goes out of scope, and the default
+// number of loops.
 // Thread-safety: as io_context; shut a loop down only after every thread running it returned.
 #pragma once
 
+#include <algorithm>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
 
 namespace edgecoder::net {
+
+// Event loops a node runs when EDGECODER_THREADS does not say: one per hardware thread, 1 to 4.
+inline int default_loop_count() {
+  return std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+}
 
 // Loops that hand work to each other must all be shut down before any is destroyed:
 // destroying a pending coroutine on one loop can post to another (asio's awaitable_thread
